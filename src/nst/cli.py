@@ -1,0 +1,34 @@
+"""Command line: `--config FILE key=value ...`; user errors become one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import UserError
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="train.py", description="Neural style transfer (Gatys et al.).",
+                                     epilog="Overrides are key=value pairs of the config schema, "
+                                            "e.g. data.size=256 trainer.max_steps=100.")
+    parser.add_argument("--config", "-c", help="YAML config file (defaults: src/nst/config.py)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    try:
+        from .config import load_config
+        from .run import run
+        cfg = load_config(args.config, args.overrides)
+        result = run(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(f"wrote {result.run_dir}/final.png ({m['size'][1]}x{m['size'][0]}) in {m['seconds']:.1f} s: "
+          f"loss {m['loss']:.4g} (content {m['content_loss']:.4g}, style {m['style_loss']:.4g}), "
+          f"{m['steps']} steps, {m['evaluations']} evaluations")
+    return 0

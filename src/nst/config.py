@@ -1,0 +1,273 @@
+"""Every default in one place: the config schema, loading, merging overrides and validation.
+
+A config is the schema's defaults, then a YAML file, then `key=value` overrides, merged by OmegaConf. A key
+that is not in the schema or a value of the wrong type is an error naming the full key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+from .vgg import LAYERS, NAMED_SOURCES, looks_like_path
+
+PRESETS = {
+    # Gatys et al. 2015, Figure 2: content at conv4_2, style at conv1_1..conv5_1 with equal weights.
+    "paper": {"content_layers": ["conv4_2"],
+              "style_layers": ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]},
+    # The seed variant: content and style both at conv1_1..conv5_1.
+    "seed": {"content_layers": ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"],
+             "style_layers": ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]},
+}
+INITS = ("content", "noise", "style")
+OPTIMIZERS = ("lbfgs", "adam")
+COLOR_MODES = ("none", "luminance", "histogram")
+LOGGER_MODES = ("auto", "online", "offline", "disabled")
+PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "64", "64-true")
+
+
+@dataclass
+class DataConfig:
+    content: str = "assets/tubingen.jpg"
+    style: Any = "assets/starry_night.jpg"  # a path or a list of paths
+    style_weights: Optional[List[float]] = None  # blend weights, one per style (default: equal)
+    size: int = 384  # longest side of the output in pixels
+    style_scale: float = 1.0  # style image's longest side relative to the output's
+
+
+@dataclass
+class ModelConfig:
+    weights: str = "caffe"  # caffe | torchvision | random | path to a .pth state dict
+    preset: str = "paper"  # paper | seed: the layer choice when the lists below are not given
+    content_layers: Optional[List[str]] = None
+    style_layers: Optional[List[str]] = None
+    style_layer_weights: Optional[List[float]] = None  # one per style layer (default: equal, summing to 1)
+    pooling: str = "max"  # max | avg
+
+
+@dataclass
+class LossConfig:
+    content_weight: float = 1.0
+    style_weight: float = 30.0
+    tv_weight: float = 0.0
+    # Divide each layer's loss by its target's magnitude, so one set of weights fits every layer, image size
+    # and weight source (caffe features are ~100x larger than torchvision's).
+    normalize: bool = True
+
+
+@dataclass
+class OptimConfig:
+    name: str = "lbfgs"  # lbfgs | adam
+    lr: float = 1.0  # lbfgs: step scale (1 is right); adam: pixel step, 0.02 is a good start
+    history: int = 50  # lbfgs memory
+
+
+@dataclass
+class ScalesConfig:
+    """Coarse to fine: optimize at small sizes first. min=0 means a single scale at data.size."""
+    min: int = 0  # smallest longest side
+    factor: float = math.sqrt(2.0)  # ratio between consecutive scales
+    steps: int = 100  # steps at each scale below the last; the last gets what is left of trainer.max_steps
+
+
+@dataclass
+class ColorConfig:
+    preserve: str = "none"  # none | luminance | histogram
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to lightning.Trainer."""
+    max_steps: int = 300
+    accelerator: str = "auto"
+    devices: Any = 1
+    precision: str = "auto"  # auto: bf16-mixed where the hardware is fast at it, else 32
+    log_every_n_steps: int = 1
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "outputs/run"
+    save_every: int = 0  # write step_NNNNN.png every N steps (0: only final.png)
+
+
+@dataclass
+class LoggerConfig:
+    mode: str = "auto"  # auto (online with W&B credentials, else offline) | online | offline | disabled
+    project: str = "neural-style"
+    group: Optional[str] = None
+    job_type: str = "single"
+    tags: List[str] = field(default_factory=list)
+    name: Optional[str] = None
+    log_every: int = 1  # steps between loss logs
+    image_every: int = 50  # steps between image grids (and at the end)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scales: ScalesConfig = field(default_factory=ScalesConfig)
+    color: ColorConfig = field(default_factory=ColorConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    init: str = "content"  # content | noise | style | path to an image
+    seed: int = 0
+
+
+def _one_line(e: OmegaConfBaseException) -> str:
+    msg = str(e).strip().splitlines()[0]
+    key = getattr(e, "full_key", None)
+    return f"{key}: {msg}" if key and not msg.startswith(str(key)) else msg
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None,
+                base: Any = None) -> DictConfig:
+    """Schema defaults <- YAML file <- (optional base dict) <- key=value overrides, then validated."""
+    layers = [OmegaConf.structured(Config)]
+    try:
+        if path is not None:
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file not found: {path}")
+            loaded = OmegaConf.load(path)
+            if not isinstance(loaded, DictConfig):
+                raise ConfigError(f"{path}: a config file must be a mapping of keys")
+            layers.append(loaded)
+        if base is not None:
+            layers.append(OmegaConf.create(base))
+        for item in overrides or []:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not key=value")
+        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
+        cfg = OmegaConf.merge(*layers)
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_one_line(e)) from None
+    except ConfigError:
+        raise
+    except Exception as e:  # YAML syntax errors and the like
+        raise ConfigError(f"{path}: {str(e).strip().splitlines()[0]}") from None
+    validate(cfg)
+    return cfg
+
+
+def style_paths(cfg: DictConfig) -> list[str]:
+    style = cfg.data.style
+    if isinstance(style, str):
+        return [style]
+    if isinstance(style, (list, ListConfig)) and style and all(isinstance(s, str) for s in style):
+        return list(style)
+    raise ConfigError("data.style: expected a path or a non-empty list of paths")
+
+
+def layers_of(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """Content and style layers: the preset's, each list overridable on its own."""
+    preset = PRESETS[cfg.model.preset]
+    content = list(cfg.model.content_layers) if cfg.model.content_layers is not None else preset["content_layers"]
+    style = list(cfg.model.style_layers) if cfg.model.style_layers is not None else preset["style_layers"]
+    return content, style
+
+
+def _choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: unknown value '{value}' (choose {', '.join(map(str, choices))})")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks what types alone cannot: choices, ranges, layer names, list lengths."""
+    if cfg.data.size <= 0:
+        raise ConfigError(f"data.size: must be a positive number of pixels, got {cfg.data.size}")
+    if cfg.data.style_scale <= 0:
+        raise ConfigError(f"data.style_scale: must be positive, got {cfg.data.style_scale}")
+    styles = style_paths(cfg)
+    if cfg.data.style_weights is not None:
+        sw = list(cfg.data.style_weights)
+        if len(sw) != len(styles):
+            raise ConfigError(f"data.style_weights: {len(sw)} weights for {len(styles)} styles")
+        if any(w < 0 for w in sw) or sum(sw) <= 0:
+            raise ConfigError("data.style_weights: weights must be >= 0 and not all 0")
+    _choice("model.preset", cfg.model.preset, tuple(PRESETS))
+    _choice("model.pooling", cfg.model.pooling, ("max", "avg"))
+    if cfg.model.weights not in NAMED_SOURCES and not looks_like_path(cfg.model.weights):
+        raise ConfigError(f"model.weights: unknown weights '{cfg.model.weights}' "
+                          f"(choose caffe, torchvision, random or a path to a .pth file)")
+    content, style = layers_of(cfg)
+    for key, names in (("model.content_layers", content), ("model.style_layers", style)):
+        if not names:
+            raise ConfigError(f"{key}: needs at least one layer")
+        for name in names:
+            if name not in LAYERS:
+                raise ConfigError(f"{key}: unknown layer '{name}' (known: conv1_1 .. conv5_4, e.g. conv4_2)")
+    if cfg.model.style_layer_weights is not None:
+        lw = list(cfg.model.style_layer_weights)
+        if len(lw) != len(style):
+            raise ConfigError(f"model.style_layer_weights: {len(lw)} weights for {len(style)} style layers")
+        if any(w < 0 for w in lw):
+            raise ConfigError("model.style_layer_weights: weights must be >= 0")
+    for key in ("content_weight", "style_weight", "tv_weight"):
+        if cfg.loss[key] < 0:
+            raise ConfigError(f"loss.{key}: must be >= 0, got {cfg.loss[key]}")
+    _choice("optim.name", cfg.optim.name, OPTIMIZERS)
+    if cfg.optim.lr <= 0:
+        raise ConfigError(f"optim.lr: must be positive, got {cfg.optim.lr}")
+    if cfg.optim.history < 1:
+        raise ConfigError(f"optim.history: must be >= 1, got {cfg.optim.history}")
+    if cfg.scales.min < 0:
+        raise ConfigError(f"scales.min: must be >= 0, got {cfg.scales.min}")
+    if cfg.scales.min and cfg.scales.factor <= 1:
+        raise ConfigError(f"scales.factor: must be > 1, got {cfg.scales.factor}")
+    if cfg.scales.steps < 1:
+        raise ConfigError(f"scales.steps: must be >= 1, got {cfg.scales.steps}")
+    _choice("color.preserve", cfg.color.preserve, COLOR_MODES)
+    if cfg.trainer.max_steps < 1:
+        raise ConfigError(f"trainer.max_steps: must be >= 1, got {cfg.trainer.max_steps}")
+    _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
+    if str(cfg.trainer.precision) == "16-mixed" and cfg.optim.name == "lbfgs":
+        raise ConfigError("trainer.precision: 16-mixed (gradient scaling) does not work with L-BFGS; "
+                          "use bf16-mixed or 32")
+    _choice("logger.mode", cfg.logger.mode, LOGGER_MODES)
+    if cfg.logger.log_every < 1 or cfg.logger.image_every < 0:
+        raise ConfigError("logger.log_every must be >= 1 and logger.image_every >= 0")
+    if cfg.output.save_every < 0:
+        raise ConfigError(f"output.save_every: must be >= 0, got {cfg.output.save_every}")
+    if not cfg.output.dir:
+        raise ConfigError("output.dir: must not be empty")
+    if cfg.init not in INITS and not os.path.splitext(cfg.init)[1]:
+        raise ConfigError(f"init: unknown value '{cfg.init}' (choose content, noise, style or an image path)")
+
+
+def scale_sizes(cfg: DictConfig) -> list[int]:
+    """Longest sides of the scales, smallest first, ending at data.size."""
+    size = cfg.data.size
+    if not cfg.scales.min or cfg.scales.min >= size:
+        return [size]
+    sizes = [size]
+    while sizes[-1] / cfg.scales.factor >= cfg.scales.min - 0.5:
+        sizes.append(round(sizes[-1] / cfg.scales.factor))
+    return sizes[::-1]
+
+
+def steps_per_scale(cfg: DictConfig) -> list[int]:
+    """Steps for each scale: scales.steps below the last, the rest of trainer.max_steps at the last (>= 1)."""
+    sizes = scale_sizes(cfg)
+    coarse = [cfg.scales.steps] * (len(sizes) - 1)
+    last = cfg.trainer.max_steps - sum(coarse)
+    if last < 1:
+        raise ConfigError(f"trainer.max_steps: {cfg.trainer.max_steps} steps leave none for the last scale "
+                          f"({len(sizes) - 1} coarse scales x scales.steps={cfg.scales.steps})")
+    return coarse + [last]
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

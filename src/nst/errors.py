@@ -1,0 +1,17 @@
+"""Errors a user can fix. The command line prints them as one line and exits with status 2."""
+
+
+class UserError(Exception):
+    """Bad input: the message names the key or file and the problem."""
+
+
+class ConfigError(UserError):
+    """A config key has a bad value or a named resource (weights, layer) does not exist."""
+
+
+class ImageError(UserError):
+    """An image file is missing, unreadable or unusable."""
+
+
+class TrainingError(UserError):
+    """Optimization cannot go on (for example the loss became NaN)."""

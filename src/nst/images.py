@@ -1,0 +1,122 @@
+"""Reading images (any mode, EXIF orientation, clear errors), resizing, tensors, and atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from typing import Any, Callable
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+MIN_SIDE = 16  # VGG19 pools 4 times before conv5_1: smaller sides leave nothing to compare
+
+
+def open_rgb(path: str) -> Image.Image:
+    """Open an image file as 8-bit RGB: EXIF orientation applied, alpha composited on white, 16-bit scaled."""
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, not an image")
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                return to_rgb(im)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: image too large to load safely ({e})".splitlines()[0]) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / 32-bit single channel: scale to 0..255 before the 8-bit conversion (PIL clips otherwise).
+        scale = 1 / 257 if im.mode.startswith("I;16") or im.getextrema()[1] > 255 else 1
+        if im.mode == "F":
+            scale = 255.0 if im.getextrema()[1] <= 1.0 else 1.0
+        im = im.point(lambda v: v * scale, "F").convert("L")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(canvas, rgba)
+    return im.convert("RGB")
+
+
+def fit_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """(width, height) scaled so the longest side is `longest`, aspect ratio kept."""
+    w, h = size
+    if w >= h:
+        return longest, max(1, round(h * longest / w))
+    return max(1, round(w * longest / h)), longest
+
+
+def resize_longest(im: Image.Image, longest: int, what: str = "image") -> Image.Image:
+    w, h = fit_size(im.size, longest)
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{what}: {im.size[0]}x{im.size[1]} resized to {w}x{h} is too small for VGG19 "
+                         f"(each side needs at least {MIN_SIDE} px; raise data.size)")
+    return im.resize((w, h), Image.Resampling.LANCZOS) if (w, h) != im.size else im
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor [1, 3, H, W] in [0, 1], contiguous NCHW."""
+    data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    return data.view(im.size[1], im.size[0], 3).permute(2, 0, 1).unsqueeze(0).float().div(255).contiguous()
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """Float tensor [1, 3, H, W] (or [3, H, W]) in [0, 1] -> PIL RGB, clamped and rounded."""
+    x = image.detach().float().cpu()
+    if x.dim() == 4:
+        x = x[0]
+    arr = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(arr, "RGB")
+
+
+def atomic_write(path: str, write: Callable[[Any], None], binary: bool = True) -> None:
+    """Write through a temporary file in the same folder and rename: readers never see half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_png(image: torch.Tensor | Image.Image, path: str) -> None:
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def save_text(text: str, path: str) -> None:
+    atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def save_json(data: dict, path: str) -> None:
+    save_text(json.dumps(data, indent=2, sort_keys=True) + "\n", path)

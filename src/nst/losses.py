@@ -1,0 +1,55 @@
+"""Loss terms of Gatys et al.: Gram matrices, content, style and total variation.
+
+Losses are float32 with autocast off. The Gram product itself runs in the features' precision when that is
+bfloat16 (float32 accumulation, float32 range; it is half the cost of a VGG pass in float32), and in float32
+for float16 features, whose Grams overflow.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _GramProduct(torch.autograd.Function):
+    """F^T F for F [B, M, N], with the symmetric backward F (dG + dG^T): one product instead of two."""
+
+    @staticmethod
+    def forward(ctx, f):
+        ctx.save_for_backward(f)
+        return torch.bmm(f.transpose(1, 2), f)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (f,) = ctx.saved_tensors
+        grad = grad.to(f.dtype)
+        return torch.bmm(f, grad + grad.transpose(1, 2))
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """G = F F^T / M for features [B, N, H, W] (M = H*W positions); [B, N, N].
+
+    Dividing by M keeps the numbers small; gatys_style_loss accounts for it exactly.
+    """
+    b, n, h, w = features.shape
+    f = features.permute(0, 2, 3, 1).reshape(b, h * w, n)  # a free view for channels_last features
+    if f.dtype not in (torch.float32, torch.float64, torch.bfloat16):
+        f = f.float()
+    g = _GramProduct.apply(f)
+    return (g if g.dtype == torch.float64 else g.float()) / (h * w)
+
+
+def gatys_style_loss(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
+    """E_l = sum((G - A)^2) / (4 N^2 M^2) for unnormalised Grams, written for Grams already divided by M."""
+    return ((g - a) ** 2).sum() / (4.0 * n * n)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared feature error (the paper's 1/2 sum, divided by the element count so size does not matter)."""
+    return ((features.float() - target) ** 2).mean()
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels: smooths high-frequency noise."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return (dx ** 2).mean() + (dy ** 2).mean()

@@ -1,0 +1,222 @@
+"""The LightningModule: the target image is the only parameter; the frozen VGG19 only describes images.
+
+Optimization is manual so that one module can run coarse-to-fine: at each new scale the target is
+upsampled in place (the optimizer keeps the same parameter object), the content/style targets are recomputed
+at the new size, and the optimizer state is carried (Adam) or restarted (L-BFGS, whose history is tied to
+the old size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import TrainingError
+from .images import fit_size, resize_longest, to_tensor
+from .losses import content_loss, gatys_style_loss, gram, tv_loss
+from .vgg import VGG19Features
+
+LINE_SEARCH = "strong_wolfe"
+
+
+@dataclass
+class Objective:
+    """What is optimized: layers, weights, and how the loss is normalised."""
+    content_layers: list[str]
+    style_layers: list[str]
+    style_layer_weights: list[float]  # sums to 1
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    normalize: bool
+
+
+@dataclass
+class Schedule:
+    sizes: list[int]  # longest side per scale, smallest first
+    steps: list[int]  # steps per scale
+
+    def scale_at(self, step: int) -> int:
+        total = 0
+        for i, n in enumerate(self.steps):
+            total += n
+            if step < total:
+                return i
+        return len(self.steps) - 1
+
+
+class StyleTransferModule(L.LightningModule):
+    def __init__(self, extractor: VGG19Features, content: Image.Image, styles: list[Image.Image],
+                 style_blend: list[float], objective: Objective, schedule: Schedule, init: str | Image.Image,
+                 optim_name: str = "lbfgs", lr: float = 1.0, history: int = 50, style_scale: float = 1.0,
+                 seed: int = 0, log_every: int = 1):
+        super().__init__()
+        self.automatic_optimization = False
+        self.extractor = extractor
+        self.content_image = content
+        self.style_images = styles
+        self.style_blend = [w / sum(style_blend) for w in style_blend]
+        self.objective = objective
+        self.schedule = schedule
+        self.optim_name, self.lr, self.history = optim_name, lr, history
+        self.style_scale = style_scale
+        self.log_every = log_every
+        self.evaluations = 0
+        self.scale_index = -1  # no targets computed yet
+        self.last_parts: dict[str, float] = {}
+        self.target = torch.nn.Parameter(self._initial_image(init, seed, schedule.sizes[0]))
+        self.last_good = self.target.detach().clone()
+
+    # ------------------------------------------------------------------ images and targets
+    def _initial_image(self, init: str | Image.Image, seed: int, longest: int) -> torch.Tensor:
+        w, h = fit_size(self.content_image.size, longest)
+        if isinstance(init, Image.Image):
+            return to_tensor(init.resize((w, h), Image.Resampling.LANCZOS))
+        if init == "noise":
+            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
+        if init == "style":
+            return to_tensor(self.style_images[0].resize((w, h), Image.Resampling.LANCZOS))
+        return to_tensor(self.content_image.resize((w, h), Image.Resampling.LANCZOS))
+
+    def size_hw(self, scale: int) -> tuple[int, int]:
+        w, h = fit_size(self.content_image.size, self.schedule.sizes[scale])
+        return h, w
+
+    def content_at(self, scale: int) -> torch.Tensor:
+        h, w = self.size_hw(scale)
+        return to_tensor(self.content_image.resize((w, h), Image.Resampling.LANCZOS)).to(self.device)
+
+    def _style_tensors(self, scale: int) -> list[torch.Tensor]:
+        longest = max(16, round(self.schedule.sizes[scale] * self.style_scale))
+        return [to_tensor(resize_longest(s, longest, "style image")).to(self.device) for s in self.style_images]
+
+    @torch.no_grad()
+    def compute_targets(self, scale: int) -> None:
+        """Content features and blended style Grams at this scale's size, in the training precision."""
+        obj = self.objective
+        content_feats = self.extractor(self.content_at(scale), obj.content_layers)
+        self.content_targets = {k: v.float() for k, v in content_feats.items()}
+        grams = {k: 0.0 for k in obj.style_layers}
+        for weight, style in zip(self.style_blend, self._style_tensors(scale)):
+            feats = self.extractor(style, obj.style_layers)
+            with torch.autocast(self.device.type, enabled=False):
+                for k in obj.style_layers:
+                    grams[k] = grams[k] + weight * gram(feats[k])
+        # A weighted sum of losses against several Grams has the gradient of one loss against their blend.
+        self.style_targets = grams
+        # Normalisers: a layer's loss is divided by what it would be for an all-zero feature map.
+        self.content_norm = {k: (v ** 2).mean().clamp_min(1e-12) if obj.normalize else torch.tensor(1.0)
+                             for k, v in self.content_targets.items()}
+        self.style_norm = {k: gatys_style_loss(torch.zeros_like(g), g, g.shape[-1]).clamp_min(1e-12)
+                           if obj.normalize else torch.tensor(1.0) for k, g in grams.items()}
+
+    def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its parts (weighted as they enter the total) for an RGB [0, 1] image."""
+        obj = self.objective
+        layers = list(dict.fromkeys(obj.content_layers + obj.style_layers))
+        feats = self.extractor(image, layers)
+        parts: dict[str, torch.Tensor] = {}
+        with torch.autocast(self.device.type, enabled=False):
+            c = sum(content_loss(feats[k], self.content_targets[k]) / self.content_norm[k]
+                    for k in obj.content_layers) / len(obj.content_layers)
+            style_total = 0.0
+            for k, w in zip(obj.style_layers, obj.style_layer_weights):
+                g = gram(feats[k])
+                layer = w * gatys_style_loss(g, self.style_targets[k], g.shape[-1]) / self.style_norm[k]
+                parts[f"style/{k}"] = obj.style_weight * layer
+                style_total = style_total + layer
+            t = tv_loss(image.float()) if obj.tv_weight > 0 else image.new_zeros(())
+            parts["content_loss"] = obj.content_weight * c
+            parts["style_loss"] = obj.style_weight * style_total
+            parts["tv_loss"] = obj.tv_weight * t
+            total = parts["content_loss"] + parts["style_loss"] + parts["tv_loss"]
+        parts["loss"] = total
+        return total, parts
+
+    # ------------------------------------------------------------------ scales
+    def enter_scale(self, scale: int) -> None:
+        """Upsample the target to this scale, recompute targets, carry or restart the optimizer state."""
+        h, w = self.size_hw(scale)
+        if tuple(self.target.shape[-2:]) != (h, w):
+            with torch.no_grad():
+                up = F.interpolate(self.target.data, size=(h, w), mode="bicubic", align_corners=False)
+                self.target.data = up.clamp(0, 1).contiguous()
+            self._resize_optimizer_state(h, w)
+        self.compute_targets(scale)
+        self.scale_index = scale
+        self.last_good = self.target.detach().clone()
+
+    def _resize_optimizer_state(self, h: int, w: int) -> None:
+        if self._trainer is None:
+            return
+        opt = self.optimizers().optimizer
+        if isinstance(opt, torch.optim.LBFGS):
+            opt.state.clear()  # curvature pairs of another size are meaningless
+            opt._numel_cache = None
+            opt.param_groups[0]["line_search_fn"] = LINE_SEARCH
+            return
+        for state in opt.state.values():  # Adam: upsample the moments (crowsonkb's carry-over)
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key] = F.interpolate(state[key], size=(h, w), mode="bilinear",
+                                               align_corners=False).clamp_min(0 if key == "exp_avg_sq" else -1e30)
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def configure_optimizers(self):
+        if self.optim_name == "lbfgs":
+            # One iteration per step and no early stop: we run the steps the user asked for. The first step
+            # of each scale uses a strong-Wolfe line search (the plain rule makes it vanishingly small for
+            # 10^5..10^6 pixels and L-BFGS then never recovers); after it, unit steps need one evaluation each.
+            return torch.optim.LBFGS([self.target], lr=self.lr, max_iter=1, history_size=self.history,
+                                     tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=LINE_SEARCH)
+        return torch.optim.Adam([self.target], lr=self.lr)
+
+    def training_step(self, batch, batch_idx):
+        step = self.global_step
+        scale = self.schedule.scale_at(step)
+        if scale != self.scale_index:
+            self.enter_scale(scale)
+        opt = self.optimizers()
+        box: dict[str, dict[str, torch.Tensor]] = {}
+
+        def closure():
+            opt.zero_grad()
+            loss, parts = self.losses(self.target)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {step}; the last good image is kept "
+                                    f"(lower optim.lr or the loss weights)")
+            self.manual_backward(loss)
+            self.evaluations += 1
+            if "parts" not in box:
+                box["parts"] = parts
+            return loss
+
+        opt.step(closure=closure)
+        if self.optim_name == "lbfgs":
+            opt.optimizer.param_groups[0]["line_search_fn"] = None
+        if self.optim_name == "adam":
+            with torch.no_grad():
+                self.target.clamp_(0, 1)
+        if not torch.isfinite(self.target).all():
+            raise TrainingError(f"the image became NaN/Inf at step {step}; the last good image is kept")
+        self.last_good = self.target.detach().clone()
+        parts = {k: v.detach() for k, v in box["parts"].items()}
+        self.last_parts = {k: float(v) for k, v in parts.items()}
+        if step % self.log_every == 0 or step + 1 == self.trainer.max_steps:
+            self.log("loss", parts.pop("loss"), prog_bar=True, on_step=True)
+            self.log_dict(parts, on_step=True)
+            self.log("scale", float(self.schedule.sizes[scale]), on_step=True)
+            self.log("evaluations", float(self.evaluations), on_step=True)
+
+    @torch.no_grad()
+    def evaluate(self, image: torch.Tensor | None = None) -> dict[str, float]:
+        """Float32 loss parts of an image (default: the target) at the current scale."""
+        image = self.target if image is None else image
+        with torch.autocast(self.device.type, enabled=False):
+            _, parts = self.losses(image.float())
+        return {k: float(v) for k, v in parts.items()}
+
