@@ -112,6 +112,16 @@ class LoggerConfig:
 
 
 @dataclass
+class SweepConfig:
+    """Many content/style pairs in one command (python -m nst.sweep). Empty lists: not a sweep."""
+    contents: List[str] = field(default_factory=list)  # paths or globs; the sweep is contents x styles
+    styles: List[str] = field(default_factory=list)
+    pairs: List[Any] = field(default_factory=list)  # or explicit [content, style] pairs (instead of the above)
+    name: Optional[str] = None  # W&B group of the pairs' runs (default: logger.group, else output.dir's name)
+    cell: int = 256  # contact sheet: side of one square cell in pixels
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -122,6 +132,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     init: str = "content"  # content | noise | style | path to an image
     seed: int = 0
 
@@ -245,6 +256,29 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("output.dir: must not be empty")
     if cfg.init not in INITS and not os.path.splitext(cfg.init)[1]:
         raise ConfigError(f"init: unknown value '{cfg.init}' (choose content, noise, style or an image path)")
+    validate_sweep(cfg.sweep)
+
+
+def validate_sweep(sweep: DictConfig) -> None:
+    """The sweep keys: both of contents/styles or neither, pairs of two paths, not both forms at once."""
+    for key in ("contents", "styles"):
+        if any(not isinstance(p, str) or not p for p in sweep[key]):
+            raise ConfigError(f"sweep.{key}: expected a list of paths or globs")
+    if bool(sweep.contents) != bool(sweep.styles):
+        missing = "styles" if sweep.contents else "contents"
+        raise ConfigError(f"sweep.{missing}: needed too when sweep.{'contents' if sweep.contents else 'styles'} "
+                          f"is given (the sweep runs every content with every style)")
+    if sweep.pairs and sweep.contents:
+        raise ConfigError("sweep.pairs: give either sweep.pairs or sweep.contents and sweep.styles, not both")
+    for i, pair in enumerate(sweep.pairs):
+        if isinstance(pair, DictConfig):
+            pair = [pair.get("content"), pair.get("style")] if set(pair.keys()) == {"content", "style"} else None
+        if not (isinstance(pair, (list, ListConfig)) and len(pair) == 2 and all(isinstance(p, str) and p for p in pair)):
+            raise ConfigError(f"sweep.pairs[{i}]: expected [content, style] or {{content: ..., style: ...}} paths")
+    if sweep.name is not None and (not sweep.name.strip() or len(sweep.name) > 128):
+        raise ConfigError("sweep.name: must be a non-empty name of at most 128 characters")
+    if sweep.cell < 32:
+        raise ConfigError(f"sweep.cell: must be >= 32 pixels, got {sweep.cell}")
 
 
 def scale_sizes(cfg: DictConfig) -> list[int]:
