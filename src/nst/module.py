@@ -66,6 +66,7 @@ class StyleTransferModule(L.LightningModule):
         self.style_scale = style_scale
         self.log_every = log_every
         self.evaluations = 0
+        self.initial_loss: float | None = None  # the loss of the initial image, for "how far did it fall"
         self.scale_index = -1  # no targets computed yet
         self.last_parts: dict[str, float] = {}
         self.target = torch.nn.Parameter(self._initial_image(init, seed, schedule.sizes[0]))
@@ -191,6 +192,8 @@ class StyleTransferModule(L.LightningModule):
                                     f"(lower optim.lr or the loss weights)")
             self.manual_backward(loss)
             self.evaluations += 1
+            if self.initial_loss is None:
+                self.initial_loss = loss.item()
             if "parts" not in box:
                 box["parts"] = parts
             return loss

@@ -136,7 +136,8 @@ def run(cfg: DictConfig, extra_config: dict | None = None) -> RunResult:
         seconds = time.time() - optimize_start
         image = inputs.render(module.target)
         final = module.evaluate()
-        metrics = {**final, "steps": int(trainer.global_step), "evaluations": module.evaluations,
+        metrics = {**final, "initial_loss": module.initial_loss, "steps": int(trainer.global_step),
+                   "evaluations": module.evaluations,
                    "seconds": round(seconds, 3), "total_seconds": round(time.time() - start, 3),
                    "size": [image.height, image.width],
                    "precision": resolve_precision(str(cfg.trainer.precision), resolve_accelerator(cfg.trainer.accelerator))}

@@ -158,12 +158,12 @@ def _from_state_dict(sd: dict, origin: str) -> dict[str, tuple[torch.Tensor, tor
 
 
 def _torchvision_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """torchvision's IMAGENET1K_V1: from the torch hub cache, downloaded when online."""
+    """torchvision's IMAGENET1K_V1: from the torch hub cache, downloaded when online (NST_TORCHVISION_URL: a mirror)."""
     from torch.hub import get_dir, load_state_dict_from_url
     cached = os.path.join(get_dir(), "checkpoints", TORCHVISION_FILE)
     if os.path.exists(cached):
         return _load_file(cached)
-    url = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
+    url = os.environ.get("NST_TORCHVISION_URL", f"https://download.pytorch.org/models/{TORCHVISION_FILE}")
     try:
         sd = load_state_dict_from_url(url, progress=True, weights_only=True)
     except Exception as e:  # URLError, socket errors, HTTP errors: all mean "not available here"

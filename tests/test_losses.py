@@ -1,0 +1,51 @@
+"""Gram, style, content and TV losses against values computed by hand."""
+
+import torch
+
+from nst.losses import content_loss, gatys_style_loss, gram, tv_loss
+
+
+def test_gram_matches_hand_computed_values():
+    # One image, 2 channels, 1x2 positions: F = [[1, 2], [3, 4]].
+    f = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    expected = torch.tensor([[1 * 1 + 2 * 2, 1 * 3 + 2 * 4], [3 * 1 + 4 * 2, 3 * 3 + 4 * 4]]) / 2  # / M
+    assert torch.allclose(gram(f)[0], expected)
+
+
+def test_gram_is_the_same_for_channels_last_features():
+    f = torch.randn(1, 8, 5, 7)
+    assert torch.allclose(gram(f), gram(f.contiguous(memory_format=torch.channels_last)), atol=1e-5)
+
+
+def test_style_loss_is_gatys_formula():
+    torch.manual_seed(0)
+    f, a = torch.randn(1, 4, 3, 5), torch.randn(1, 4, 3, 5)
+    n, m = 4, 15
+    G = f.reshape(4, 15) @ f.reshape(4, 15).T  # unnormalised Grams, as in the paper
+    A = a.reshape(4, 15) @ a.reshape(4, 15).T
+    paper = ((G - A) ** 2).sum() / (4 * n**2 * m**2)
+    assert torch.allclose(gatys_style_loss(gram(f), gram(a), n), paper, rtol=1e-5)
+
+
+def test_style_loss_is_zero_for_identical_images_and_positive_otherwise():
+    f = torch.rand(1, 16, 8, 8)
+    assert gatys_style_loss(gram(f), gram(f.clone()), 16).item() == 0.0
+    assert gatys_style_loss(gram(f), gram(f * 1.1), 16).item() > 0.0
+
+
+def test_style_loss_gradient_is_symmetric_gram_backward():
+    f = torch.randn(1, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gram, (f,))
+
+
+def test_content_loss_is_mean_squared_error():
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+    y = torch.zeros_like(x)
+    assert content_loss(x, y).item() == (1 + 4 + 9 + 16) / 4
+
+
+def test_tv_loss_zero_for_flat_image_and_counts_edges():
+    assert tv_loss(torch.full((1, 3, 4, 4), 0.5)).item() == 0.0
+    x = torch.zeros(1, 1, 2, 2)
+    x[..., 1] = 1.0  # one vertical edge: every horizontal difference is 1, vertical ones 0
+    assert tv_loss(x).item() == 1.0

@@ -1,0 +1,84 @@
+"""End to end through train.py and the Python API, as a user runs them."""
+
+import json
+import os
+
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import CONTENT, STYLE, run_train, tiny_args
+from wandb_records import offline_runs
+
+METRIC_KEYS = {"loss", "content_loss", "style_loss", "tv_loss", "steps", "evaluations", "seconds"}
+
+
+def test_train_py_writes_every_output_and_logs_to_wandb_offline(tmp_path):
+    out = tmp_path / "run"
+    proc = run_train(*tiny_args(str(out), "logger.image_every=2", "loss.tv_weight=1", steps=5))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wrote" in proc.stdout and "final.png" in proc.stdout
+
+    final = Image.open(out / "final.png")
+    with Image.open(CONTENT) as c:
+        w, h = c.size
+    assert max(final.size) == 64 and final.size == (64, round(h * 64 / w))  # content's aspect ratio
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["data"]["size"] == 64 and cfg["model"]["weights"] == "random" and cfg["trainer"]["max_steps"] == 5
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["steps"] == 5 and metrics["evaluations"] >= 5
+    assert metrics["loss"] == pytest.approx(metrics["content_loss"] + metrics["style_loss"] + metrics["tv_loss"],
+                                            rel=1e-4)
+    assert metrics["loss"] < metrics["initial_loss"]
+
+    [run] = offline_runs(str(out))
+    logged = {"loss", "content_loss", "style_loss", "tv_loss", "style/conv1_1", "style/conv5_1"}
+    assert logged <= run.history_keys, run.history_keys
+    assert {"data", "model", "loss", "optim", "trainer"} <= run.config_keys
+    assert len(run.images) >= 3  # grids at steps 2 and 4, and at the end
+    for path in run.images:
+        grid = Image.open(path)
+        assert grid.mode == "RGB" and grid.getextrema() != ((0, 0), (0, 0), (0, 0))  # not an all-black image
+    assert any(name.startswith("final-") for name in run.artifacts)
+
+
+def test_showcase_config_with_overrides_through_make_style_arguments(tmp_path):
+    out = tmp_path / "starry"
+    proc = run_train("--config", "configs/starry.yaml", "data.size=48", "trainer.max_steps=2",
+                     "model.weights=random", "logger.mode=disabled", f"output.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "final.png").exists() and not (out / "wandb").exists()
+
+
+def test_config_typo_is_one_line_exit_2_and_no_output(tmp_path):
+    out = tmp_path / "typo"
+    proc = run_train(*tiny_args(str(out), "loss.styel_weight=3"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: loss.styel_weight")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_real_caffe_weights_cut_the_loss_at_least_tenfold(tmp_path):
+    out = tmp_path / "real"
+    # From noise, both content and style losses start high: the fall measures the whole objective.
+    proc = run_train(f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=96", "trainer.max_steps=40",
+                     "init=noise",
+                     "model.weights=caffe", "logger.mode=disabled", "trainer.enable_progress_bar=false",
+                     f"output.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["loss"] * 10 <= m["initial_loss"], m
+    assert m["style_loss"] < m["initial_loss"] / 10
+    assert os.path.getsize(out / "final.png") > 5000
+
+
+def test_python_api_returns_the_stylized_image(tmp_path):
+    from nst import stylize
+    image = stylize(CONTENT, STYLE, data__size=48, trainer__max_steps=3, model__weights="random",
+                    trainer__enable_progress_bar=False, output__dir=str(tmp_path / "api"))
+    assert isinstance(image, Image.Image) and max(image.size) == 48
+    assert (tmp_path / "api" / "final.png").exists()

