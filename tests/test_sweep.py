@@ -1,0 +1,216 @@
+"""The sweep: content x style pairs over several processes (real torchrun, real W&B offline runs), resume,
+failures, SLURM's variables, and the sweep config's errors."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+from wandb_records import offline_runs
+
+TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg"]
+STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg"]
+PAIRS = [f"{c}__{s}" for c in ("tubingen", "golden_gate") for s in ("starry_night", "the_scream")]
+CELL = 48
+
+
+def tiny(out_dir, *extra: str, contents=CONTENTS, styles=STYLES, mode: str = "offline") -> list[str]:
+    return ["--config", os.path.join(ROOT, "configs", "sweep.yaml"), "model.weights=random", "data.size=32",
+            "trainer.max_steps=5", f"logger.mode={mode}", "logger.image_every=0", f"output.dir={out_dir}",
+            f"sweep.cell={CELL}", "sweep.name=test-sweep", f"sweep.contents=[{','.join(contents)}]",
+            f"sweep.styles=[{','.join(styles)}]", *extra]
+
+
+def _env(tmp_path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    # W&B's own caches and settings go to the test's folder, never the user's home.
+    env.update(WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
+               WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_DATA_DIR=str(tmp_path / "wandb-data"),
+               WANDB_SILENT="true", **extra)
+    return env
+
+
+def torchrun(tmp_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([TORCHRUN, f"--nproc_per_node={nproc}", "-m", "nst.sweep", *args], cwd=ROOT,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+
+
+def sweep(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nst.sweep", *args], cwd=ROOT, env=env or _env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+
+
+def summary(out) -> list[dict]:
+    with open(out / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def ran(log: str) -> list[str]:
+    """Pairs whose optimization finished in this invocation, one entry per time, from every rank's lines."""
+    return re.findall(r"\d+/\d+ (\S+): done in ", log)
+
+
+def test_torchrun_two_processes_each_pair_once_grouped_in_wandb_and_resume(tmp_path):
+    out = tmp_path / "sweep"
+    proc = torchrun(tmp_path, *tiny(out))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert sorted(ran(log)) == sorted(PAIRS)  # every pair exactly once
+    # pairs[rank::2]: rank 0 has pairs 0 and 2, rank 1 has 1 and 3
+    assert re.findall(r"\[rank 1/2\] \d/2 (\S+): done", log) == [PAIRS[1], PAIRS[3]]
+    for name in PAIRS:
+        assert {"final.png", "metrics.json", "config.yaml"} <= set(os.listdir(out / name))
+
+    runs = offline_runs(str(out))
+    pair_runs = [r for r in runs if r.job_type == "pair"]
+    assert len(pair_runs) == 4  # W&B works on rank 1 too (Lightning would hand it a dummy experiment)
+    assert {r.group for r in pair_runs} == {"test-sweep"}
+    assert sorted((t for r in pair_runs for t in r.tags if t.startswith("content:")), key=str) == \
+        sorted(["content:tubingen"] * 2 + ["content:golden_gate"] * 2)
+    for r in pair_runs:
+        assert "pair" in r.config_keys and "loss" in r.history_keys and r.artifacts
+    table_runs = [r for r in runs if r.job_type == "summary"]
+    assert len(table_runs) == 1 and table_runs[0].group == "test-sweep"
+    assert {"pairs/_type", "contact_sheet/_type"} <= table_runs[0].history_keys
+
+    rows = summary(out)
+    assert [r["pair"] for r in rows] == PAIRS
+    assert {r["status"] for r in rows} == {"done"}
+    for r in rows:
+        assert float(r["loss"]) > 0 and float(r["style_loss"]) > 0 and float(r["seconds"]) > 0
+        assert r["steps"] == "5"
+    with Image.open(out / "contact_sheet.png") as sheet:
+        # a header row (styles) and column (contents) around 2 x 2 results
+        assert sheet.size == ((1 + len(STYLES)) * CELL, (1 + len(CONTENTS)) * CELL)
+
+    # A killed sweep: one pair's outputs are gone. The rerun recomputes that pair and nothing else.
+    redo = PAIRS[3]
+    kept = {n: os.stat(out / n / "final.png").st_mtime_ns for n in PAIRS if n != redo}
+    for f in os.listdir(out / redo):
+        if os.path.isfile(out / redo / f):
+            os.unlink(out / redo / f)
+    proc = torchrun(tmp_path, *tiny(out))
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert ran(log) == [redo]
+    assert len(re.findall(r": complete, skipped", log)) == 3
+    assert {n: os.stat(out / n / "final.png").st_mtime_ns for n in kept} == kept
+    rows = summary(out)
+    assert [r["status"] for r in rows] == ["cached", "cached", "cached", "done"]
+    assert all(r["loss"] for r in rows)  # cached pairs report their stored losses
+    assert len([r for r in offline_runs(str(out / redo)) if r.job_type == "pair"]) == 2
+
+
+def test_failing_pair_is_reported_and_the_others_finish_and_changed_settings_redo(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    out = tmp_path / "sweep"
+    args = tiny(out, contents=["assets/tubingen.jpg"], styles=["assets/starry_night.jpg", str(bad)], mode="disabled")
+    proc = sweep(tmp_path, *args)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log[-3000:]  # not everything finished: say so
+    rows = {r["pair"]: r for r in summary(out)}
+    assert rows["tubingen__starry_night"]["status"] == "done"
+    assert rows["tubingen__broken"]["status"] == "failed"
+    assert "broken.jpg" in rows["tubingen__broken"]["error"] and "\n" not in rows["tubingen__broken"]["error"]
+    assert (out / "tubingen__broken" / "error.txt").exists()
+    with Image.open(out / "contact_sheet.png") as sheet:
+        assert sheet.size == (3 * CELL, 2 * CELL)
+
+    # Other settings into the same folder: complete pairs made with the old ones are redone, not skipped.
+    proc = sweep(tmp_path, *args, "trainer.max_steps=4")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 1, log[-3000:]
+    assert "settings changed (trainer.max_steps: 5 -> 4)" in log
+    assert ran(log) == ["tubingen__starry_night"]
+    assert summary(out)[0]["steps"] == "4"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_slurm_variables_two_tasks(tmp_path):
+    """What `srun --ntasks=2 python -m nst.sweep` sets. SLURM_NTASKS without SLURM_NTASKS_PER_NODE makes
+    Lightning's SLURM environment raise: the pairs' Trainers must not see it."""
+    out = tmp_path / "sweep"
+    args = tiny(out, contents=["assets/tubingen.jpg"], mode="disabled")
+    port = str(_free_port())
+    procs = []
+    for rank in (0, 1):
+        env = _env(tmp_path, SLURM_NTASKS="2", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank),
+                   SLURM_NODEID="0", SLURM_JOB_ID="4242", SLURM_JOB_NAME="nst-sweep", SLURM_NODELIST="localhost",
+                   MASTER_PORT=port)
+        procs.append(subprocess.Popen([sys.executable, "-m", "nst.sweep", *args], cwd=ROOT, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert ran(logs[0]) == ["tubingen__starry_night"] and ran(logs[1]) == ["tubingen__the_scream"]
+    assert "(slurm)" in logs[0]
+    assert [r["status"] for r in summary(out)] == ["done", "done"]
+
+
+# ----------------------------------------------------------------------------- in-process: planning and errors
+
+def _cfg(*overrides: str):
+    from nst.config import load_config
+    return load_config(os.path.join(ROOT, "configs", "sweep.yaml"), list(overrides))
+
+
+def test_plan_cross_product_globs_explicit_pairs_and_duplicates(monkeypatch):
+    from nst.sweep import plan
+    monkeypatch.chdir(ROOT)
+    pairs = plan(_cfg("output.dir=out", "sweep.contents=[assets/t*.jpg,assets/tubingen.jpg]",
+                      "sweep.styles=[assets/starry_night.jpg,assets/s*.jpg]"))
+    # the glob assets/t*.jpg is the_scream and tubingen; tubingen again and starry_night again count once
+    assert [p.name for p in pairs] == ["the_scream__starry_night", "the_scream__shipwreck",
+                                       "tubingen__starry_night", "tubingen__shipwreck"]
+    assert [p.index for p in pairs] == [0, 1, 2, 3] and pairs[0].dir == os.path.join("out", pairs[0].name)
+    pairs = plan(_cfg("sweep.contents=[]", "sweep.styles=[]",
+                      "sweep.pairs=[[a/x.jpg,b/y.png],{content: a/z.jpg, style: b/y.png},[a/x.jpg,b/y.png]]"))
+    assert [(p.content, p.style, p.name) for p in pairs] == [("a/x.jpg", "b/y.png", "x__y"),
+                                                             ("a/z.jpg", "b/y.png", "z__y")]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["sweep.contents=[]", "sweep.styles=[]"], "error: sweep: no pairs"),
+    (["sweep.styles=[]"], "error: sweep.styles: needed too when sweep.contents is given"),
+    (["sweep.contents=[assets/*.png]"], "error: sweep.contents: 'assets/*.png' matches no file"),
+    (["sweep.pairs=[[a.jpg,b.jpg]]"], "error: sweep.pairs: give either sweep.pairs or sweep.contents"),
+    (["sweep.contents=[]", "sweep.styles=[]", "sweep.pairs=[[a.jpg]]"], "error: sweep.pairs[0]: expected"),
+    (["sweep.contents=[]", "sweep.styles=[]", "sweep.pairs=[[a/x.jpg,s.jpg],[b/x.jpg,s.jpg]]"],
+     "would both write"),
+    (["trainer.devices=2"], "error: trainer.devices: a sweep runs each pair on one device"),
+    (["sweep.cell=8"], "error: sweep.cell: must be >= 32"),
+    (["sweep.colour=1"], "error: sweep.colour"),
+])
+def test_config_errors_are_one_line_and_exit_2(overrides, message, capsys, monkeypatch):
+    from nst.sweep import main
+    monkeypatch.chdir(ROOT)
+    assert main(["--config", "configs/sweep.yaml", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_rank_and_world_size_from_torchrun_slurm_or_nothing():
+    from nst.sweep import Dist, dist_info
+    assert dist_info({}) == Dist(0, 1, 0, 1, "none")
+    assert dist_info({"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4",
+                      "SLURM_PROCID": "0", "SLURM_NTASKS": "2"}) == Dist(5, 8, 1, 4, "torchrun")
+    assert dist_info({"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1",
+                      "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "x"}) == Dist(3, 4, 1, 2, "slurm")
+    # an interactive allocation (salloc bash) is not a launch of several tasks
+    assert dist_info({"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_NAME": "bash"}) == Dist()
