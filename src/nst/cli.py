@@ -27,6 +27,15 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before a run started (run() handles it from there on)
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BaseException as e:
+        from .interrupt import Interrupted
+        if not isinstance(e, Interrupted):
+            raise
+        print(e.message, file=sys.stderr)  # what was kept and how to resume
+        return e.exit_code
     m = result.metrics
     print(f"wrote {result.run_dir}/final.png ({m['size'][1]}x{m['size'][0]}) in {m['seconds']:.1f} s: "
           f"loss {m['loss']:.4g} (content {m['content_loss']:.4g}, style {m['style_loss']:.4g}), "

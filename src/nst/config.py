@@ -97,6 +97,7 @@ class TrainerConfig:
 class OutputConfig:
     dir: str = "outputs/run"
     save_every: int = 0  # write step_NNNNN.png every N steps (0: only final.png)
+    checkpoint: bool = True  # also write last.ckpt at the end (an interrupted run always writes it)
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     init: str = "content"  # content | noise | style | path to an image
     seed: int = 0
+    resume: bool = False  # continue from output.dir/last.ckpt (docs/reliability.md)
 
 
 def _one_line(e: OmegaConfBaseException) -> str:
@@ -227,11 +229,11 @@ def validate(cfg: DictConfig) -> None:
         if any(w < 0 for w in lw):
             raise ConfigError("model.style_layer_weights: weights must be >= 0")
     for key in ("content_weight", "style_weight", "tv_weight"):
-        if cfg.loss[key] < 0:
-            raise ConfigError(f"loss.{key}: must be >= 0, got {cfg.loss[key]}")
+        if not cfg.loss[key] >= 0 or math.isinf(cfg.loss[key]):  # also NaN and inf
+            raise ConfigError(f"loss.{key}: must be >= 0 and finite, got {cfg.loss[key]}")
     _choice("optim.name", cfg.optim.name, OPTIMIZERS)
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"optim.lr: must be positive, got {cfg.optim.lr}")
+    if not cfg.optim.lr > 0 or math.isinf(cfg.optim.lr):
+        raise ConfigError(f"optim.lr: must be positive and finite, got {cfg.optim.lr}")
     if cfg.optim.history < 1:
         raise ConfigError(f"optim.history: must be >= 1, got {cfg.optim.history}")
     if cfg.scales.min < 0:

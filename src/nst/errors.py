@@ -15,3 +15,9 @@ class ImageError(UserError):
 
 class TrainingError(UserError):
     """Optimization cannot go on (for example the loss became NaN)."""
+
+
+class OutputError(UserError, OSError):
+    """An output cannot be written (disk full, no permission): the message names the file.
+
+    Also an OSError, so code that already handles failed writes keeps doing so."""

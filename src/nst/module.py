@@ -70,7 +70,8 @@ class StyleTransferModule(L.LightningModule):
         self.scale_index = -1  # no targets computed yet
         self.last_parts: dict[str, float] = {}
         self.target = torch.nn.Parameter(self._initial_image(init, seed, schedule.sizes[0]))
-        self.last_good = self.target.detach().clone()
+        self.last_good = self.target.detach().clone()  # the image after `good_steps` finite steps
+        self.good_steps = 0
 
     # ------------------------------------------------------------------ images and targets
     def _initial_image(self, init: str | Image.Image, seed: int, longest: int) -> torch.Tensor:
@@ -188,7 +189,7 @@ class StyleTransferModule(L.LightningModule):
             opt.zero_grad()
             loss, parts = self.losses(self.target)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {step}; the last good image is kept "
+                raise TrainingError(f"loss became {loss.item()} at step {step} "
                                     f"(lower optim.lr or the loss weights)")
             self.manual_backward(loss)
             self.evaluations += 1
@@ -198,15 +199,21 @@ class StyleTransferModule(L.LightningModule):
                 box["parts"] = parts
             return loss
 
-        opt.step(closure=closure)
+        try:
+            opt.step(closure=closure)
+        except RuntimeError as e:  # e.g. an optim.lr beyond float32 in the update itself
+            if "overflow" not in str(e):
+                raise
+            raise TrainingError(f"the update overflowed float32 at step {step} (lower optim.lr)") from None
         if self.optim_name == "lbfgs":
             opt.optimizer.param_groups[0]["line_search_fn"] = None
         if self.optim_name == "adam":
             with torch.no_grad():
                 self.target.clamp_(0, 1)
         if not torch.isfinite(self.target).all():
-            raise TrainingError(f"the image became NaN/Inf at step {step}; the last good image is kept")
+            raise TrainingError(f"the image became NaN/Inf at step {step} (lower optim.lr or the loss weights)")
         self.last_good = self.target.detach().clone()
+        self.good_steps = step + 1
         parts = {k: v.detach() for k, v in box["parts"].items()}
         self.last_parts = {k: float(v) for k, v in parts.items()}
         if step % self.log_every == 0 or step + 1 == self.trainer.max_steps:
@@ -214,6 +221,37 @@ class StyleTransferModule(L.LightningModule):
             self.log_dict(parts, on_step=True)
             self.log("scale", float(self.schedule.sizes[scale]), on_step=True)
             self.log("evaluations", float(self.evaluations), on_step=True)
+
+    # ------------------------------------------------------------------ checkpoints (see checkpoint.py)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["nst"] = {"format": 1, "step": int(self.global_step), "shape": list(self.target.shape),
+                             "optim": self.optim_name, "evaluations": int(self.evaluations),
+                             "initial_loss": self.initial_loss}
+        if self.optim_name == "lbfgs":
+            # Drop the history (2 x optim.history image-sized vectors): a resumed run restarts its curvature
+            # estimate, with the line search that every fresh start needs. These are copies: the live
+            # optimizer is untouched.
+            for state in checkpoint.get("optimizer_states", []):
+                state["state"] = {}
+                for group in state["param_groups"]:
+                    group["line_search_fn"] = LINE_SEARCH
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Before the state_dict is loaded: give the target the checkpoint's shape (it may be a later scale)."""
+        saved = checkpoint["state_dict"]["target"]
+        meta = checkpoint.get("nst", {})
+        with torch.no_grad():
+            self.target.data = torch.empty(saved.shape, dtype=self.target.dtype, device=self.target.device)
+        self.last_good = saved.detach().to(self.target.dtype).clone()
+        self.good_steps = int(meta.get("step", 0))
+        self.scale_index = -1  # the first step recomputes the content and style targets at its scale
+        self.evaluations = int(meta.get("evaluations", 0))
+        self.initial_loss = meta.get("initial_loss")
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state["param_groups"]:  # this config's settings win over the checkpoint's
+                group["lr"] = self.lr
+                if self.optim_name == "lbfgs":
+                    group["history_size"] = self.history
 
     @torch.no_grad()
     def evaluate(self, image: torch.Tensor | None = None) -> dict[str, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,15 +14,20 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from . import color
+from . import checkpoint, color
 from .callbacks import SnapshotWriter, WandbImageGrid
 from .config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
-from .errors import ConfigError
+from .errors import ConfigError, OutputError, TrainingError
 from .hardware import resolve_accelerator, resolve_precision, tune_backends
 from .images import MIN_SIDE, fit_size, open_rgb, save_json, save_png, save_text, to_pil, to_tensor
+from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
 from .module import Objective, Schedule, StyleTransferModule
 from .tracking import finish, make_logger
 from .vgg import layer_index, load_vgg19
+
+# A resumed run starts mid-epoch (the whole run is one epoch) and Lightning warns that the data loader cannot
+# resume: its batches are step numbers that training_step never reads, so there is nothing to resume.
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
 
 class Steps(Dataset):
@@ -62,6 +68,12 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
     if min(w, h) < MIN_SIDE:
         raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "
                           f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
+    style_longest = max(MIN_SIDE, round(min(scale_sizes(cfg)) * cfg.data.style_scale))  # as module.py resizes
+    for path, style in zip(style_paths(cfg), styles):
+        sw, sh = fit_size(style.size, style_longest)
+        if min(sw, sh) < MIN_SIDE:
+            raise ConfigError(f"data.style_scale: {path} ({style.size[0]}x{style.size[1]}) becomes {sw}x{sh}, "
+                              f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
     mode = cfg.color.preserve
     if mode == "none":
         return Inputs(content, styles, init, to_pil)
@@ -108,31 +120,73 @@ def check_writable(folder: str) -> None:
 def make_trainer(cfg: DictConfig, logger, callbacks: list) -> L.Trainer:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     tune_backends(accelerator)
-    return L.Trainer(
-        max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
-        precision=resolve_precision(str(cfg.trainer.precision), accelerator),
-        logger=logger if logger is not None else False, callbacks=callbacks,
-        log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.enable_progress_bar,
-        deterministic=cfg.trainer.deterministic, enable_checkpointing=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
+    try:
+        return L.Trainer(
+            max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
+            precision=resolve_precision(str(cfg.trainer.precision), accelerator),
+            logger=logger if logger is not None else False, callbacks=callbacks,
+            log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.enable_progress_bar,
+            deterministic=cfg.trainer.deterministic, enable_checkpointing=False, enable_model_summary=False,
+            num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
+    except Exception as e:  # Lightning rejecting trainer.* values (an accelerator this machine lacks, ...)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"trainer: {reason}") from None
+
+
+def resume_checkpoint(cfg: DictConfig, module: StyleTransferModule) -> str | None:
+    """resume=true: the checkpoint to continue from, checked against this config before anything is written."""
+    path = checkpoint.path_in(cfg.output.dir)
+    if not cfg.resume:
+        if os.path.exists(path) and not os.path.exists(os.path.join(cfg.output.dir, "final.png")):
+            warnings.warn(f"{path} is from an earlier run and will be replaced; add resume=true to continue "
+                          f"that run instead", stacklevel=3)
+        return None
+    checkpoint.check_resumable(checkpoint.load(path), path, module, cfg.trainer.max_steps)
+    return path
 
 
 def run(cfg: DictConfig, extra_config: dict | None = None) -> RunResult:
-    """Optimize one image as `cfg` says and write final.png, config.yaml and metrics.json to output.dir."""
+    """Optimize one image as `cfg` says and write final.png, config.yaml, metrics.json and last.ckpt to output.dir.
+
+    Bad input (files, images, weights, config values, the checkpoint to resume) is reported before output.dir
+    is created. Ctrl-C or SIGTERM raises Interrupted after writing interrupted.png, config.yaml and last.ckpt;
+    a non-finite loss raises TrainingError after writing last_good.png (docs/reliability.md).
+    """
+    with SignalGuard() as guard:
+        return _run(cfg, extra_config, guard)
+
+
+def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunResult:
     start = time.time()
     L.seed_everything(cfg.seed, verbose=False)
     run_dir = cfg.output.dir
     inputs = prepare_inputs(cfg)
     module = build_module(cfg, inputs)
+    ckpt_path = resume_checkpoint(cfg, module)
+    callbacks = [WandbImageGrid(cfg.logger.image_every, inputs.render), StopOnSignal(guard)]
+    if cfg.output.save_every:
+        callbacks.append(SnapshotWriter(cfg.output.save_every, run_dir, inputs.render))
+    trainer = make_trainer(cfg, None, callbacks)
     check_writable(run_dir)
     logger = make_logger(cfg, run_dir, extra_config)
     try:
-        callbacks = [WandbImageGrid(cfg.logger.image_every, inputs.render)]
-        if cfg.output.save_every:
-            callbacks.append(SnapshotWriter(cfg.output.save_every, run_dir, inputs.render))
-        trainer = make_trainer(cfg, logger, callbacks)
+        trainer.logger = logger
         optimize_start = time.time()
-        trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None))
+        try:
+            guard.phase = "step"
+            trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
+                        ckpt_path=ckpt_path, weights_only=True)
+            guard.phase = "hold"
+        except Interrupted as e:  # a second signal: the step in progress was cut short
+            guard.phase = "hold"
+            raise _interrupted(cfg, module, inputs, trainer, e.signum, cut_short=True) from None
+        except TrainingError as e:
+            guard.phase = "hold"
+            path = os.path.join(run_dir, "last_good.png")
+            save_png(inputs.render(module.last_good), path)
+            raise TrainingError(f"{e}; the last good image (after {module.good_steps} steps) is in {path}") from None
+        if guard.requested and trainer.global_step < cfg.trainer.max_steps:
+            raise _interrupted(cfg, module, inputs, trainer, guard.signum, cut_short=False)
         seconds = time.time() - optimize_start
         image = inputs.render(module.target)
         final = module.evaluate()
@@ -144,11 +198,39 @@ def run(cfg: DictConfig, extra_config: dict | None = None) -> RunResult:
         save_png(image, os.path.join(run_dir, "final.png"))
         save_text(to_yaml(cfg), os.path.join(run_dir, "config.yaml"))
         save_json(metrics, os.path.join(run_dir, "metrics.json"))
+        if cfg.output.checkpoint:
+            checkpoint.save(trainer, checkpoint.path_in(run_dir))
         if logger is not None:
             log_final(logger, run_dir, metrics)
+    except OutputError as e:  # disk full, permissions: name the setting to change
+        raise OutputError(f"output.dir: {e}") from None
     finally:
         finish(logger)
+    if guard.requested:
+        raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the run finished; "
+                                        f"all outputs are in {run_dir}")
     return RunResult(image, metrics, run_dir)
+
+
+def _interrupted(cfg: DictConfig, module: StyleTransferModule, inputs: Inputs, trainer: L.Trainer, signum: int,
+                 cut_short: bool) -> Interrupted:
+    """Keep the image and (at a step boundary) a checkpoint; the exception says what was kept and how to go on."""
+    run_dir, name = cfg.output.dir, signal_name(signum)
+    image_path = os.path.join(run_dir, "interrupted.png")
+    save_text(to_yaml(cfg), os.path.join(run_dir, "config.yaml"))
+    resume = f"resume with: python train.py --config {os.path.join(run_dir, 'config.yaml')} resume=true"
+    if cut_short:  # the optimizer may be half way through a step: its state is not worth keeping
+        save_png(inputs.render(module.last_good), image_path)
+        old = checkpoint.path_in(run_dir)
+        tail = (f"; {old} is from an earlier step, {resume}" if os.path.exists(old)
+                else "; no checkpoint was written (interrupted twice)")
+        return Interrupted(signum, f"interrupted by {name} during step {module.good_steps + 1}: wrote {image_path} "
+                                   f"(after {module.good_steps} steps){tail}")
+    save_png(inputs.render(module.target), image_path)
+    ckpt = checkpoint.path_in(run_dir)
+    checkpoint.save(trainer, ckpt)
+    return Interrupted(signum, f"interrupted by {name} at step {trainer.global_step}/{cfg.trainer.max_steps}: "
+                               f"wrote {image_path} and {ckpt}; {resume}")
 
 
 def log_final(logger, run_dir: str, metrics: dict) -> None:

@@ -1,0 +1,119 @@
+"""Ctrl-C and SIGTERM: stop at the end of the current step, keep the image and a checkpoint, exit cleanly.
+
+A run moves through three phases, and a signal means something different in each:
+
+* before optimization (reading images, loading weights): nothing to keep, so stop at once;
+* during optimization: finish the current step (the target image and the optimizer state are then consistent),
+  then stop; `run` writes interrupted.png and last.ckpt. A second signal stops at once, without waiting for the
+  step (interrupted.png then holds the last completed step, and no checkpoint is written);
+* while outputs are written: finish writing, then stop.
+
+Stopping raises `Interrupted`, a BaseException (like KeyboardInterrupt, it is not swallowed by `except
+Exception`) but not a KeyboardInterrupt, which Lightning would turn into `sys.exit(1)`. The command line turns
+it into exit status 128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+import lightning as L
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal; the message says what was kept and how to resume."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message or f"interrupted by {signal_name(signum)}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class SignalGuard:
+    """Owns SIGINT and SIGTERM for the length of a run (main thread only; elsewhere it does nothing)."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None  # the first signal received
+        self.count = 0
+        self.phase = "immediate"  # immediate | step | hold
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def handle(self, signum: int, frame) -> None:
+        self.count += 1
+        if self.signum is None:
+            self.signum = signum
+        if self.phase == "immediate":
+            raise Interrupted(signum, f"interrupted by {signal_name(signum)} before optimization started")
+        if self.phase == "step" and self.count > 1:
+            raise Interrupted(signum)
+        # step (first signal) and hold: remembered, acted on at the next safe point
+
+    def install(self) -> None:
+        """Take SIGINT and SIGTERM (again: Lightning installs its own SIGTERM handler when training starts)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in SIGNALS:
+            previous = signal.signal(signum, self.handle)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    @contextmanager
+    def in_phase(self, phase: str) -> Iterator[None]:
+        before, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = before
+
+    def __enter__(self) -> "SignalGuard":
+        self.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+
+class StopOnSignal(L.Callback):
+    """Ends training after the step during which a signal arrived (Trainer.should_stop, the usual way out).
+
+    Lightning 2.x registers its own SIGTERM handler when fitting starts and only acts on it at the end of an
+    epoch: here one epoch is the whole run, so SIGTERM would go unheard. The guard takes the signals back once
+    training has started.
+    """
+
+    def __init__(self, guard: SignalGuard):
+        self.guard = guard
+
+    def on_train_start(self, trainer, module) -> None:
+        self.guard.install()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if self.guard.requested:
+            trainer.should_stop = True
