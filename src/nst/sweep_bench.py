@@ -1,0 +1,115 @@
+"""`make bench-sweep`: sweep throughput in pairs per hour, for 1 and N processes, measured the way users run it.
+
+Each measurement is the real command, `torchrun --nproc_per_node=N -m nst.sweep`, on the same grid of pairs
+into a fresh folder (wall clock: start-up, W&B runs, the summary and contact sheet included). The same command
+is then run again on the finished folder: every pair is skipped, so that second time is the fixed cost of one
+launch (imports, rendezvous, summary), and `steady` is the rate without it. Writes outputs/bench_sweep.json.
+
+    python -m nst.sweep_bench                           # 1 and 2 processes, 3 x 4 pairs at 64 px, 30 steps
+    python -m nst.sweep_bench --nprocs 1 2 4 8 --size 256 --steps 100    # e.g. on a machine with 8 GPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg", "assets/hoovertowernight.jpg"]
+STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg", "assets/shipwreck.jpg",
+          "assets/woman-with-hat-matisse.jpg"]
+
+
+def _device() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+
+
+def _launch(nproc: int, overrides: list[str], log_path: str) -> float:
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [torchrun, f"--nproc_per_node={nproc}", "-m", "nst.sweep", "--config", "configs/sweep.yaml", *overrides]
+    start = time.perf_counter()
+    with open(log_path, "a") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {log_path}")
+    return seconds
+
+
+def measure(nproc: int, args: argparse.Namespace, work: str) -> dict:
+    out = os.path.join(work, f"nproc{nproc}")
+    log_path = os.path.join(work, f"nproc{nproc}.log")
+    overrides = [f"output.dir={out}", f"data.size={args.size}", f"trainer.max_steps={args.steps}",
+                 f"model.weights={args.weights}", f"logger.mode={args.logger}", f"sweep.name=bench-nproc{nproc}",
+                 f"sweep.contents=[{','.join(CONTENTS[:args.contents])}]",
+                 f"sweep.styles=[{','.join(STYLES[:args.styles])}]", *args.overrides]
+    wall = _launch(nproc, overrides, log_path)
+    with open(os.path.join(out, "summary.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    if any(r["status"] != "done" for r in rows):
+        raise RuntimeError(f"not every pair was computed in the first launch; see {out}/summary.csv")
+    fixed = _launch(nproc, overrides, log_path)  # everything complete: only the launch's own cost
+    pairs = len(rows)
+    per_pair = [float(r["total_seconds"]) for r in rows]
+    return {"nproc": nproc, "pairs": pairs, "wall_seconds": round(wall, 1), "launch_seconds": round(fixed, 1),
+            "pairs_per_hour": round(pairs / wall * 3600), "steady_pairs_per_hour": round(pairs / max(wall - fixed, 1e-9) * 3600),
+            "mean_pair_seconds": round(sum(per_pair) / pairs, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nst.sweep_bench", description=__doc__.splitlines()[0])
+    p.add_argument("--nprocs", type=int, nargs="+", default=[1, 2], help="process counts to measure")
+    p.add_argument("--contents", type=int, default=3, choices=range(1, len(CONTENTS) + 1))
+    p.add_argument("--styles", type=int, default=4, choices=range(1, len(STYLES) + 1))
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--weights", default="caffe")
+    p.add_argument("--logger", default="offline", help="W&B mode of the pairs (offline: as a user runs it)")
+    p.add_argument("--out", default="outputs/bench_sweep.json")
+    p.add_argument("--keep", action="store_true", help="keep the sweeps' output folders")
+    p.add_argument("overrides", nargs="*", help="more key=value overrides for every sweep")
+    args = p.parse_args(argv)
+
+    report = {"device": _device(), "grid": f"{args.contents} contents x {args.styles} styles",
+              "size": args.size, "steps": args.steps, "weights": args.weights, "logger": args.logger,
+              "overrides": args.overrides, "runs": []}
+    print(f"sweep throughput on {report['device']}: {report['grid']}, {args.size} px, {args.steps} steps, "
+          f"{args.weights} weights, W&B {args.logger}")
+    print(f"{'procs':>5} {'pairs':>5} {'wall s':>7} {'launch s':>8} {'pairs/h':>8} {'steady pairs/h':>14} "
+          f"{'s/pair':>7}", flush=True)
+    work = tempfile.mkdtemp(prefix="nst-bench-sweep-")
+    try:
+        for nproc in args.nprocs:
+            r = measure(nproc, args, work)
+            report["runs"].append(r)
+            print(f"{r['nproc']:>5} {r['pairs']:>5} {r['wall_seconds']:>7.1f} {r['launch_seconds']:>8.1f} "
+                  f"{r['pairs_per_hour']:>8} {r['steady_pairs_per_hour']:>14} {r['mean_pair_seconds']:>7.2f}",
+                  flush=True)
+    finally:
+        if args.keep:
+            print(f"outputs and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    base = report["runs"][0]["pairs_per_hour"]
+    for r in report["runs"]:
+        r["speedup"] = round(r["pairs_per_hour"] / base, 2)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"speed-up over {report['runs'][0]['nproc']} process(es): "
+          + ", ".join(f"{r['nproc']}: {r['speedup']:.2f}x" for r in report["runs"]) + f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
