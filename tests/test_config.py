@@ -54,8 +54,12 @@ def test_missing_config_file_and_bad_yaml(tmp_path):
 
 
 def test_scales_run_coarse_to_fine_and_share_the_steps():
-    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=300"])
+    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=400"])
     assert scale_sizes(cfg) == [128, 181, 256, 362, 512]
-    assert steps_per_scale(cfg) == [50, 50, 50, 50, 100]
-    with pytest.raises(ConfigError, match="trainer.max_steps"):
-        steps_per_scale(load_config(None, ["data.size=512", "scales.min=128", "trainer.max_steps=100"]))
+    assert steps_per_scale(cfg) == [50, 50, 50, 50, 200]
+    # Fewer steps: the coarse scales give way, the full size keeps at least 40%.
+    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=100"])
+    assert steps_per_scale(cfg) == [15, 15, 15, 15, 40]
+    assert steps_per_scale(load_config(None, ["data.size=128"])) == [200]  # data.size <= scales.min: one scale
+    with pytest.raises(ConfigError, match="trainer.max_steps: 3 steps are too few for 5 scales"):
+        steps_per_scale(load_config(None, ["data.size=512", "scales.min=128", "trainer.max_steps=3"]))

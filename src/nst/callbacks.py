@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 from PIL import Image
 
 from .images import save_png
@@ -58,3 +59,14 @@ class SnapshotWriter(L.Callback):
             save_png(self.render(module.target), os.path.join(self.folder, f"step_{trainer.global_step:05d}.png"))
 
 
+class StepProgressBar(TQDMProgressBar):
+    """One bar over all steps with the current loss and scale; no epochs or version numbers (there are none)."""
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description("stylizing")
+
+    def get_metrics(self, trainer, module):
+        metrics = super().get_metrics(trainer, module)
+        metrics.pop("v_num", None)
+        return metrics

@@ -70,10 +70,10 @@ class OptimConfig:
 
 @dataclass
 class ScalesConfig:
-    """Coarse to fine: optimize at small sizes first. min=0 means a single scale at data.size."""
-    min: int = 0  # smallest longest side
+    """Coarse to fine: optimize at small sizes first (faster, and larger brush strokes). min=0: one scale."""
+    min: int = 192  # smallest longest side; no coarse scales when data.size <= min
     factor: float = math.sqrt(2.0)  # ratio between consecutive scales
-    steps: int = 100  # steps at each scale below the last; the last gets what is left of trainer.max_steps
+    steps: int = 60  # steps at each scale below the last (at most 60% of trainer.max_steps in all)
 
 
 @dataclass
@@ -84,7 +84,7 @@ class ColorConfig:
 @dataclass
 class TrainerConfig:
     """Passed to lightning.Trainer."""
-    max_steps: int = 300
+    max_steps: int = 200  # in all scales together
     accelerator: str = "auto"
     devices: Any = 1
     precision: str = "auto"  # auto: bf16-mixed where the hardware is fast at it, else 32
@@ -295,14 +295,17 @@ def scale_sizes(cfg: DictConfig) -> list[int]:
 
 
 def steps_per_scale(cfg: DictConfig) -> list[int]:
-    """Steps for each scale: scales.steps below the last, the rest of trainer.max_steps at the last (>= 1)."""
-    sizes = scale_sizes(cfg)
-    coarse = [cfg.scales.steps] * (len(sizes) - 1)
-    last = cfg.trainer.max_steps - sum(coarse)
-    if last < 1:
-        raise ConfigError(f"trainer.max_steps: {cfg.trainer.max_steps} steps leave none for the last scale "
-                          f"({len(sizes) - 1} coarse scales x scales.steps={cfg.scales.steps})")
-    return coarse + [last]
+    """scales.steps at each scale below the last, but at most 60% of trainer.max_steps in all, so that a
+    larger data.size (more scales) or fewer steps still leaves most of the work to the full-size image."""
+    n_coarse = len(scale_sizes(cfg)) - 1
+    total = cfg.trainer.max_steps
+    if n_coarse == 0:
+        return [total]
+    each = min(cfg.scales.steps, int(0.6 * total) // n_coarse)
+    if each < 1:
+        raise ConfigError(f"trainer.max_steps: {total} steps are too few for {n_coarse + 1} scales "
+                          f"(raise trainer.max_steps or scales.min, or set scales.min=0)")
+    return [each] * n_coarse + [total - each * n_coarse]
 
 
 def to_yaml(cfg: DictConfig) -> str:

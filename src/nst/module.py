@@ -255,9 +255,14 @@ class StyleTransferModule(L.LightningModule):
 
     @torch.no_grad()
     def evaluate(self, image: torch.Tensor | None = None) -> dict[str, float]:
-        """Float32 loss parts of an image (default: the target) at the current scale."""
+        """Float32 loss parts of an image (default: the target) at the last scale, against float32 targets.
+
+        Reduced-precision training computes its targets in that precision; recomputing them here makes final
+        numbers comparable across precisions and with other tools' images.
+        """
         image = self.target if image is None else image
         with torch.autocast(self.device.type, enabled=False):
+            self.compute_targets(len(self.schedule.sizes) - 1)
             _, parts = self.losses(image.float())
         return {k: float(v) for k, v in parts.items()}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -15,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, color
-from .callbacks import SnapshotWriter, WandbImageGrid
+from .callbacks import SnapshotWriter, StepProgressBar, WandbImageGrid
 from .config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
 from .errors import ConfigError, OutputError, TrainingError
 from .hardware import resolve_accelerator, resolve_precision, tune_backends
@@ -28,6 +29,13 @@ from .vgg import layer_index, load_vgg19
 # A resumed run starts mid-epoch (the whole run is one epoch) and Lightning warns that the data loader cannot
 # resume: its batches are step numbers that training_step never reads, so there is nothing to resume.
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+
+
+# The frozen VGG is in eval mode on purpose, and there is no validation loop: keep the console for progress.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 class Steps(Dataset):
@@ -164,6 +172,8 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
     module = build_module(cfg, inputs)
     ckpt_path = resume_checkpoint(cfg, module)
     callbacks = [WandbImageGrid(cfg.logger.image_every, inputs.render), StopOnSignal(guard)]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(StepProgressBar())
     if cfg.output.save_every:
         callbacks.append(SnapshotWriter(cfg.output.save_every, run_dir, inputs.render))
     trainer = make_trainer(cfg, None, callbacks)

@@ -35,7 +35,6 @@ def make_logger(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = No
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return None
-    from lightning.pytorch.loggers import WandbLogger
     import wandb
 
     os.environ["WANDB_MODE"] = mode  # WandbLogger(offline=...) would override a user's WANDB_MODE
@@ -46,7 +45,7 @@ def make_logger(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = No
                   job_type=cfg.logger.job_type, tags=list(cfg.logger.tags), save_dir=run_dir, config=config,
                   settings=wandb.Settings(init_timeout=60, console="off"))
     os.makedirs(run_dir, exist_ok=True)
-    logger = WandbLogger(mode=mode, **kwargs)
+    logger = _wandb_logger(mode, kwargs)
     try:
         logger.experiment  # start the run now, so a network problem shows here and not mid-training
     except Exception as e:
@@ -54,8 +53,15 @@ def make_logger(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = No
             raise
         warnings.warn(f"W&B online start failed ({type(e).__name__}); logging offline instead", stacklevel=2)
         os.environ["WANDB_MODE"] = "offline"
-        logger = WandbLogger(mode="offline", **kwargs)
+        logger = _wandb_logger("offline", kwargs)
         logger.experiment
+    return logger
+
+
+def _wandb_logger(mode: str, kwargs: dict):
+    from lightning.pytorch.loggers import WandbLogger
+    logger = WandbLogger(mode=mode, **kwargs)
+    logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
     return logger
 
 
