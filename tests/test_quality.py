@@ -1,0 +1,98 @@
+"""Quality controls, each shown in numbers: colour modes, style blends, style scale, coarse-to-fine."""
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CONTENT, STYLE, STYLE2
+from nst import color
+from nst.config import load_config
+from nst.images import open_rgb, to_tensor
+from nst.run import build_module, prepare_inputs, run
+
+FAST = ["model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false"]
+
+
+def _run(tmp_path, name, *overrides):
+    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", *FAST,
+                             f"output.dir={tmp_path / name}", *overrides])
+    return run(cfg)
+
+
+def test_luminance_mode_keeps_the_content_chroma(tmp_path):
+    result = _run(tmp_path, "lum", "color.preserve=luminance", "data.size=64", "trainer.max_steps=5")
+    out = to_tensor(result.image)
+    content = to_tensor(open_rgb(CONTENT).resize(result.image.size, Image.Resampling.BILINEAR))
+    chroma_out, chroma_content = color.rgb_to_ycbcr(out)[:, 1:], color.rgb_to_ycbcr(content)[:, 1:]
+    assert (chroma_out - chroma_content).abs().mean() < 0.01  # only 8-bit rounding and clamping
+    # ...while the luma did change: it is the stylized part.
+    assert (color.luminance(out) - color.luminance(content)).abs().mean() > 0.01
+
+
+def test_luminance_mode_optimizes_grey_images():
+    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "color.preserve=luminance"])
+    inputs = prepare_inputs(cfg)
+    for im in [inputs.content, *inputs.styles]:
+        t = to_tensor(im)
+        assert torch.allclose(t[:, 0], t[:, 1]) and torch.allclose(t[:, 1], t[:, 2])
+
+
+def test_histogram_mode_moves_style_colour_statistics_to_the_content():
+    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "color.preserve=histogram"])
+    inputs = prepare_inputs(cfg)
+    content = to_tensor(open_rgb(CONTENT)).reshape(3, -1).double()
+    before = to_tensor(open_rgb(STYLE)).reshape(3, -1).double()
+    after = to_tensor(inputs.styles[0]).reshape(3, -1).double()
+    def gap(x):
+        return (x.mean(1) - content.mean(1)).abs().max().item(), (torch.cov(x) - torch.cov(content)).abs().max().item()
+    mean_before, cov_before = gap(before)
+    mean_after, cov_after = gap(after)
+    assert mean_after < 0.02 and mean_after < mean_before / 4
+    assert cov_after < 0.005 and cov_after < cov_before / 4
+
+
+def test_blend_weights_one_zero_equal_the_single_style_run(tmp_path):
+    common = ["data.size=48", "trainer.max_steps=4", "trainer.precision=32"]
+    single = _run(tmp_path, "single", *common)
+    blend = _run(tmp_path, "blend", *common, f"data.style=[{STYLE},{STYLE2}]", "data.style_weights=[1,0]")
+    other = _run(tmp_path, "other", *common, f"data.style=[{STYLE},{STYLE2}]", "data.style_weights=[0,1]")
+    a, b, c = (to_tensor(r.image) for r in (single, blend, other))
+    assert (a - b).abs().max().item() <= 1 / 255
+    assert (a - c).abs().max().item() > 10 / 255  # the weights matter
+
+
+def test_style_scale_sets_the_style_image_size():
+    sizes = {}
+    for scale in (0.5, 1.0):
+        cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=128",
+                                 f"data.style_scale={scale}", *FAST])
+        module = build_module(cfg, prepare_inputs(cfg))
+        sizes[scale] = max(module._style_tensors(0)[0].shape[-2:])
+    assert sizes == {0.5: 64, 1.0: 128}
+
+
+@pytest.mark.parametrize("init", ["noise", "style", CONTENT])
+def test_init_choices_start_from_the_right_image(init):
+    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=64", f"init={init}", *FAST])
+    module = build_module(cfg, prepare_inputs(cfg))
+    content = module.content_at(0)
+    assert module.target.shape == content.shape
+    same = torch.allclose(module.target, content, atol=1e-6)
+    assert same == (init == CONTENT)
+
+
+def test_avg_pooling_runs(tmp_path):
+    result = _run(tmp_path, "avg", "model.pooling=avg", "data.size=48", "trainer.max_steps=3")
+    assert result.metrics["loss"] < result.metrics["initial_loss"]
+
+
+def test_coarse_to_fine_beats_one_scale_for_the_same_compute(tmp_path):
+    """Equal compute: a VGG pass costs time in proportion to pixels (see make bench), so 30 steps each at
+    80, 113 and 160 px cost as much as 53 steps at 160 px. Real weights, float32, one shared evaluator."""
+    real = ["model.weights=caffe", "trainer.precision=32", "data.size=160"]
+    multi = _run(tmp_path, "multi", *real, "scales.min=80", "scales.steps=30", "trainer.max_steps=90")
+    sizes = [(80, 60), (113, 85), (160, 120)]
+    budget = sum(30 * w * h for w, h in sizes) / (160 * 120)
+    single = _run(tmp_path, "single", *real, "scales.min=0", f"trainer.max_steps={round(budget)}")
+    assert multi.metrics["size"] == single.metrics["size"] == [120, 160]
+    assert multi.metrics["loss"] < single.metrics["loss"]
