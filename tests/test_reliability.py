@@ -248,9 +248,11 @@ def test_a_run_on_unusual_image_modes_succeeds(tmp_path, capsys, one_thread):
     style_cmyk = tmp_path / "style.jpg"
     Image.open(STYLE).convert("CMYK").resize((64, 48)).save(style_cmyk)
     out = tmp_path / "out"
-    code, err = cli(capsys, tiny(out, f"data.content={content}", f"data.style=[{style16},{style_cmyk}]", steps=2))
+    code, err = cli(capsys, tiny(out, f"data.content={content}", f"data.style=[{style16},{style_cmyk}]",
+                                 "output.checkpoint=false", steps=2))
     assert code == 0, err[-2000:]
     assert Image.open(out / "final.png").size == (48, 36)
+    assert not (out / "last.ckpt").exists()  # output.checkpoint=false: no checkpoint for a finished run
 
 
 # ----------------------------------------------------------------------------- config and weights
@@ -469,6 +471,11 @@ def test_resume_problems_are_one_line_errors_before_anything_is_written(tmp_path
     code, err = cli(capsys, tiny(out, *ADAM, "resume=true", steps=30))
     assert_one_line_error(code, err, "resume:", "not a readable checkpoint")
     assert sorted(os.listdir(out)) == before
+
+    (out / "final.png").unlink()  # now it looks like an unfinished run: starting over says what it replaces
+    with pytest.warns(UserWarning, match="from an earlier run and will be replaced; add resume=true"):
+        code, err = cli(capsys, tiny(out, *ADAM, steps=25))
+    assert code == 0, err
 
 
 def test_second_signal_stops_at_once_without_a_checkpoint(tmp_path, capsys, monkeypatch, one_thread):

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 import lightning as L
 
@@ -54,7 +53,7 @@ class SignalGuard:
     def __init__(self) -> None:
         self.signum: Optional[int] = None  # the first signal received
         self.count = 0
-        self.phase = "immediate"  # immediate | step | hold
+        self.phase = "immediate"  # immediate | step | hold (run.py moves it along; see the module docstring)
         self._previous: dict[int, object] = {}
 
     @property
@@ -83,14 +82,6 @@ class SignalGuard:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
         self._previous = {}
-
-    @contextmanager
-    def in_phase(self, phase: str) -> Iterator[None]:
-        before, self.phase = self.phase, phase
-        try:
-            yield
-        finally:
-            self.phase = before
 
     def __enter__(self) -> "SignalGuard":
         self.install()
