@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from PIL import Image
@@ -112,7 +114,7 @@ def test_torchrun_two_processes_each_pair_once_grouped_in_wandb_and_resume(tmp_p
     assert len([r for r in offline_runs(str(out / redo)) if r.job_type == "pair"]) == 2
 
 
-def test_failing_pair_is_reported_and_the_others_finish_and_changed_settings_redo(tmp_path):
+def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")
     out = tmp_path / "sweep"
@@ -128,13 +130,27 @@ def test_failing_pair_is_reported_and_the_others_finish_and_changed_settings_red
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.size == (3 * CELL, 2 * CELL)
 
-    # Other settings into the same folder: complete pairs made with the old ones are redone, not skipped.
-    proc = sweep(tmp_path, *args, "trainer.max_steps=4")
+    # Other settings into the same folder: a complete pair made with the old ones is redone, not skipped.
+    # SIGTERM (a SLURM time limit) once its first step is done: the sweep stops with 143 ...
+    more = [*args, "trainer.max_steps=100", "output.save_every=1"]
+    proc = subprocess.Popen([sys.executable, "-m", "nst.sweep", *more], cwd=ROOT, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first_step = out / "tubingen__starry_night" / "step_00001.png"
+    deadline = time.time() + 120
+    while not first_step.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, log[-3000:]
+    assert "running (settings changed (trainer.max_steps: 5 -> 100))" in log, log[-3000:]
+    assert "interrupted by SIGTERM" in log and ran(log) == [], log[-3000:]
+    # ... and the same command again goes on from the pair's checkpoint.
+    proc = sweep(tmp_path, *more)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 1, log[-3000:]
-    assert "settings changed (trainer.max_steps: 5 -> 4)" in log
+    assert "tubingen__starry_night: running (interrupted earlier, resuming from last.ckpt)" in log, log[-3000:]
     assert ran(log) == ["tubingen__starry_night"]
-    assert summary(out)[0]["steps"] == "4"
+    assert summary(out)[0]["steps"] == "100"
 
 
 def _free_port() -> int:

@@ -36,13 +36,16 @@ from typing import Any, Iterator, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError, UserError
+from .interrupt import Interrupted
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 ERROR_FILE = "error.txt"
 SUMMARY_COLUMNS = ["pair", "content", "style", "status", "loss", "content_loss", "style_loss", "tv_loss",
                    "seconds", "total_seconds", "steps", "evaluations", "height", "width", "rank", "error"]
 # Keys that do not change a pair's result: a pair made with other values of these is still complete.
-NOT_RESULT_KEYS = ("logger", "trainer.devices", "trainer.accelerator", "trainer.enable_progress_bar")
+NOT_RESULT_KEYS = ("logger", "trainer.devices", "trainer.accelerator", "trainer.enable_progress_bar", "resume",
+                   "output.checkpoint")
+CHECKPOINT = "last.ckpt"  # what an interrupted run leaves (run.py): the pair goes on from there
 # What launchers set and Lightning looks at to pick a cluster environment or a rank. Hidden while a pair's
 # single-device Trainer runs, so Lightning treats it as the plain one-process run it is.
 LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
@@ -169,19 +172,24 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
     return None if a == b else f"{prefix[:-1]}: {a!r} -> {b!r}"
 
 
-def completeness(pair: Pair, pc: DictConfig) -> tuple[bool, str]:
-    """(complete, why not): all three outputs exist and config.yaml has this sweep's settings for the pair."""
+def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
+    """(state, why) of a pair's folder: `complete` (all three outputs, made with this sweep's settings for the
+    pair), `resumable` (an interrupted run's checkpoint with the same settings) or `todo`."""
     missing = [f for f in OUTPUTS if not os.path.isfile(os.path.join(pair.dir, f))]
-    if missing:
-        return False, "new" if len(missing) == len(OUTPUTS) else f"incomplete (no {', '.join(missing)})"
+    if len(missing) == len(OUTPUTS):
+        return "todo", "new"
     try:
         stored = OmegaConf.to_container(OmegaConf.load(os.path.join(pair.dir, "config.yaml")), resolve=True)
-    except Exception as e:  # an unreadable config.yaml: redo the pair
-        return False, f"unreadable config.yaml ({type(e).__name__})"
+    except Exception as e:  # no or an unreadable config.yaml: redo the pair
+        return "todo", f"incomplete (no {', '.join(missing)})" if missing else f"unreadable config.yaml ({type(e).__name__})"
     diff = _first_difference(_result_view(stored), _result_view(OmegaConf.to_container(pc, resolve=True)))
     if diff:
-        return False, f"settings changed ({diff})"
-    return True, "complete"
+        return "todo", f"settings changed ({diff})"
+    if not missing:
+        return "complete", "complete"
+    if "final.png" in missing and os.path.isfile(os.path.join(pair.dir, CHECKPOINT)):
+        return "resumable", f"interrupted earlier, resuming from {CHECKPOINT}"
+    return "todo", f"incomplete (no {', '.join(missing)})"
 
 
 # ----------------------------------------------------------------------------- processes: rank, device, meeting
@@ -326,27 +334,37 @@ def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]
             results.append(Result(pair.index, "failed", d.rank, _one_line(e)))
             _say(d, f"{where}: failed: {_one_line(e)}")
             continue
-        complete, why = completeness(pair, pc)
-        if complete:
+        status, why = state(pair, pc)
+        if status == "complete":
             results.append(Result(pair.index, "cached", d.rank))
             _say(d, f"{where}: complete, skipped")
             continue
         _say(d, f"{where}: running ({why})")
+        for stale in ("final.png", "metrics.json"):  # an older result: if this redo is interrupted, it must not
+            if os.path.isfile(os.path.join(pair.dir, stale)):  # look complete next to the new config.yaml
+                os.unlink(os.path.join(pair.dir, stale))
         error_path = os.path.join(pair.dir, ERROR_FILE)
         extra = {"pair": {"content": pair.content, "style": pair.style, "name": pair.name, "index": pair.index,
                           "of": len(pairs)}, "sweep_name": sweep_name(cfg)}
         try:
-            with hidden_launcher_env():
-                result = run(pc, extra_config=extra)
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
+            try:
+                pc.resume = status == "resumable"
+                with hidden_launcher_env():
+                    result = run(pc, extra_config=extra)
+            except UserError as e:
+                if not (pc.resume and str(e).startswith("resume:")):
+                    raise
+                _say(d, f"{where}: cannot resume ({_one_line(e)}); starting over")
+                pc.resume = False
+                with hidden_launcher_env():
+                    result = run(pc, extra_config=extra)
+        except Exception as e:  # the pair failed; the others go on (interrupts are BaseExceptions and stop all)
             message = _one_line(e)
             results.append(Result(pair.index, "failed", d.rank, message))
             _say(d, f"{where}: failed: {message}")
             try:
                 save_text(f"{message}\n\n{traceback.format_exc()}", error_path)
-            except OSError:
+            except Exception:
                 pass
             _free_memory()
             continue
@@ -575,6 +593,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         results = run_share(cfg, pairs, d, device)
         gathered = meeting.gather(results)
+    except (KeyboardInterrupt, Interrupted) as e:  # Ctrl-C, or SIGTERM (e.g. a SLURM time limit)
+        message = e.message if isinstance(e, Interrupted) else "interrupted"
+        _say(d, f"{message}\nrun the same command again to finish the sweep: complete pairs are skipped, "
+                f"an interrupted one goes on from its checkpoint")
+        return e.exit_code if isinstance(e, Interrupted) else 130
     finally:
         meeting.close()
     if d.rank != 0:
