@@ -545,7 +545,7 @@ def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result]) -> list[
     out_dir = cfg.output.dir
     rows = summary_rows(pairs, results)
     write_summary(rows, os.path.join(out_dir, "summary.csv"))
-    sheet = contact_sheet(pairs, rows, cfg.sweep.cell)
+    sheet = contact_sheet(pairs, rows, cfg.sweep.cell, sweep_name(cfg))
     save_png(sheet, os.path.join(out_dir, "contact_sheet.png"))
     log_table(cfg, pairs, rows, sheet, out_dir)
     return rows

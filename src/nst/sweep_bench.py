@@ -7,6 +7,12 @@ launch (imports, rendezvous, summary), and `steady` is the rate without it. Writ
 
     python -m nst.sweep_bench                           # 1 and 2 processes, 3 x 4 pairs at 64 px, 30 steps
     python -m nst.sweep_bench --nprocs 1 2 4 8 --size 256 --steps 100    # e.g. on a machine with 8 GPUs
+    python -m nst.sweep_bench --batch-probe --size 64       # would optimizing pairs in a batch pay off here?
+
+`--batch-probe` measures only the compute a batched sweep could save: one optimization step (VGG19 forward
+and backward with the Gram losses, the precision `auto` picks) for B images at once, per image, against one
+image at a time. It is the most batching could gain before per-pair costs (W&B runs, outputs) and the extra
+steps Adam needs over L-BFGS (docs/sweep.md).
 """
 
 from __future__ import annotations
@@ -66,6 +72,46 @@ def measure(nproc: int, args: argparse.Namespace, work: str) -> dict:
             "mean_pair_seconds": round(sum(per_pair) / pairs, 2)}
 
 
+def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
+    """Milliseconds per image and step for B images in one batch (see the module's docstring)."""
+    import statistics
+
+    import torch
+    from PIL import Image
+
+    from .hardware import resolve_accelerator, resolve_precision, tune_backends
+    from .images import fit_size
+    from .losses import gram
+    from .vgg import load_vgg19
+
+    accelerator = resolve_accelerator("auto")
+    tune_backends(accelerator)
+    device = "cuda" if accelerator == "gpu" else "cpu"
+    bf16 = resolve_precision("auto", accelerator).startswith("bf16")
+    layers = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
+    extractor = load_vgg19("caffe", "max", "conv5_1").to(device)
+    with Image.open(CONTENTS[0]) as im:
+        w, h = fit_size(im.size, size)
+    out = {}
+    for b in batches:
+        x = torch.rand(b, 3, h, w, device=device, requires_grad=True)
+        times = []
+        for i in range(repeats + 2):
+            start = time.perf_counter()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                feats = extractor(x, layers)
+            with torch.autocast(device, enabled=False):
+                loss = sum(gram(f).square().sum() for f in feats.values())
+            loss.backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+        out[b] = statistics.median(times) * 1000 / b
+    return {"device": _device(), "size": size, "hw": [h, w], "ms_per_image_step": {b: round(v, 2) for b, v in out.items()},
+            "gain_over_batch_1": {b: round(out[batches[0]] / v, 2) for b, v in out.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nst.sweep_bench", description=__doc__.splitlines()[0])
     p.add_argument("--nprocs", type=int, nargs="+", default=[1, 2], help="process counts to measure")
@@ -77,8 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logger", default="offline", help="W&B mode of the pairs (offline: as a user runs it)")
     p.add_argument("--out", default="outputs/bench_sweep.json")
     p.add_argument("--keep", action="store_true", help="keep the sweeps' output folders")
+    p.add_argument("--batch-probe", action="store_true", help="only measure what batching pairs could gain")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16], help="batch sizes for --batch-probe")
     p.add_argument("overrides", nargs="*", help="more key=value overrides for every sweep")
     args = p.parse_args(argv)
+    if args.batch_probe:
+        r = batch_probe(args.size, args.batches)
+        print(f"one optimization step per image at {r['hw'][1]}x{r['hw'][0]} on {r['device']}:")
+        for b, ms in r["ms_per_image_step"].items():
+            print(f"  batch {b:>3}: {ms:8.2f} ms per image, {r['gain_over_batch_1'][b]:.2f}x batch 1")
+        return 0
 
     report = {"device": _device(), "grid": f"{args.contents} contents x {args.styles} styles",
               "size": args.size, "steps": args.steps, "weights": args.weights, "logger": args.logger,
