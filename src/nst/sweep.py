@@ -340,13 +340,15 @@ def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]
             _say(d, f"{where}: complete, skipped")
             continue
         _say(d, f"{where}: running ({why})")
-        for stale in ("final.png", "metrics.json"):  # an older result: if this redo is interrupted, it must not
-            if os.path.isfile(os.path.join(pair.dir, stale)):  # look complete next to the new config.yaml
-                os.unlink(os.path.join(pair.dir, stale))
         error_path = os.path.join(pair.dir, ERROR_FILE)
         extra = {"pair": {"content": pair.content, "style": pair.style, "name": pair.name, "index": pair.index,
                           "of": len(pairs)}, "sweep_name": sweep_name(cfg)}
         try:
+            # An older result goes first: if this redo is interrupted, it must not look complete next to the
+            # new config.yaml.
+            for stale in ("final.png", "metrics.json"):
+                if os.path.isfile(os.path.join(pair.dir, stale)):
+                    os.unlink(os.path.join(pair.dir, stale))
             try:
                 pc.resume = status == "resumable"
                 with hidden_launcher_env():
