@@ -63,3 +63,10 @@ def test_scales_run_coarse_to_fine_and_share_the_steps():
     assert steps_per_scale(load_config(None, ["data.size=128"])) == [200]  # data.size <= scales.min: one scale
     with pytest.raises(ConfigError, match="trainer.max_steps: 3 steps are too few for 5 scales"):
         steps_per_scale(load_config(None, ["data.size=512", "scales.min=128", "trainer.max_steps=3"]))
+
+
+def test_train_py_refuses_a_sweep_config_instead_of_ignoring_its_pairs(capsys):
+    from nst.cli import main
+    assert main(["--config", f"{ROOT}/configs/sweep.yaml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sweep:") and "python -m nst.sweep" in err and "\n" not in err

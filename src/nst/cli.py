@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -23,6 +23,9 @@ def main(argv: list[str]) -> int:
         from .config import load_config
         from .run import run
         cfg = load_config(args.config, args.overrides)
+        if cfg.sweep.contents or cfg.sweep.styles or cfg.sweep.pairs:
+            raise ConfigError(f"sweep: {args.config or 'this config'} describes a sweep of many pairs; run it with "
+                              f"make sweep CONFIG={args.config} or python -m nst.sweep --config {args.config}")
         result = run(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
