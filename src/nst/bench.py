@@ -101,7 +101,7 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
             self.times.append(time.perf_counter() - self.t)
 
     cfg = load_config(None, [f"data.size={size}", f"trainer.max_steps={steps}", "logger.mode=disabled",
-                             "trainer.enable_progress_bar=false", f"trainer.precision={precision}",
+                             "trainer.enable_progress_bar=false", f"trainer.precision={precision}", "scales.min=0",
                              f"data.content={CONTENT}", f"data.style={STYLE}"])
     module = build_module(cfg, prepare_inputs(cfg))
     timer = StepTimer()
