@@ -7,7 +7,7 @@ CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
 
-.PHONY: help setup run test test-slow bench clean sweep bench-sweep
+.PHONY: help setup run test test-slow bench clean sweep bench-sweep gallery examples
 
 # `make sweep` uses configs/sweep.yaml unless CONFIG is given on the command line or in the environment.
 SWEEP_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/sweep.yaml)
@@ -40,6 +40,20 @@ sweep: $(STAMP)  ## content x style pairs, NPROC processes (one per GPU): make s
 
 bench-sweep: $(STAMP)  ## sweep pairs per hour with 1 and NPROC processes; writes outputs/bench_sweep.json
 	$(PY) -m nst.sweep_bench --nprocs 1 $(NPROC) $(ARGS)
+
+gallery: $(STAMP)  ## 3 photographs x 4 paintings with the sweep command; contact sheet -> docs/images/gallery.jpg
+	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config configs/sweep.yaml output.dir=outputs/gallery $(ARGS)
+	$(PY) -c "from PIL import Image; Image.open('outputs/gallery/contact_sheet.png').convert('RGB').save('docs/images/gallery.jpg', quality=90)"
+
+examples: $(STAMP)  ## the README's other pictures: showcase, 1024 px coarse-to-fine, colour preservation
+	$(PY) train.py --config configs/starry.yaml
+	$(PY) train.py --config configs/large.yaml
+	$(PY) train.py --config configs/color.yaml
+	$(PY) train.py --config configs/color.yaml color.preserve=none output.dir=outputs/color_none
+	cp outputs/starry/final.png docs/images/starry.png
+	$(PY) -c "from PIL import Image; Image.open('outputs/large/final.png').save('docs/images/large.jpg', quality=90)"
+	cp outputs/color/final.png docs/images/color_luminance.png
+	cp outputs/color_none/final.png docs/images/color_none.png
 
 clean:  ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache bench.json
