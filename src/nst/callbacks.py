@@ -60,7 +60,7 @@ class SnapshotWriter(L.Callback):
 
 
 class StepProgressBar(TQDMProgressBar):
-    """One bar over all steps with the current loss and scale; no epochs or version numbers (there are none)."""
+    """One bar over all steps with the current loss; no epochs or version numbers (there are none)."""
 
     def on_train_epoch_start(self, trainer, *args):
         super().on_train_epoch_start(trainer, *args)
