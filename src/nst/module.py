@@ -214,7 +214,7 @@ class StyleTransferModule(L.LightningModule):
             raise TrainingError(f"the image became NaN/Inf at step {step} (lower optim.lr or the loss weights)")
         self.last_good = self.target.detach().clone()
         self.good_steps = step + 1
-        self.last_parts = {k: float(v) for k, v in box["parts"].items()}
+        self.last_parts = {k: float(v.detach()) for k, v in box["parts"].items()}
         # The progress bar gets the loss through self.log; the logger gets every part directly (Lightning's
         # self.log bookkeeping per key costs more than the loss terms themselves at small sizes).
         self.log("loss", self.last_parts["loss"], prog_bar=True, logger=False, on_step=True)

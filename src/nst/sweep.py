@@ -271,14 +271,16 @@ def hidden_launcher_env() -> Iterator[None]:
 def independent_process_logging() -> None:
     """Lightning sets rank_zero_only.rank from RANK/SLURM_PROCID at import and then silences loggers and
     messages on ranks > 0 (WandbLogger.experiment becomes a dummy). Every process here is its own run."""
-    import importlib
+    import sys
+
+    import lightning.pytorch  # noqa: F401  (sets the rank from the environment at import)
+    # Only the packages already imported: importing the standalone pytorch_lightning would also re-point
+    # Lightning's shared rank-zero logger at its own, unquieted logger.
     for module in ("lightning_utilities.core.rank_zero", "lightning.fabric.utilities.rank_zero",
                    "lightning_fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero",
                    "pytorch_lightning.utilities.rank_zero"):
-        try:
-            importlib.import_module(module).rank_zero_only.rank = 0
-        except ImportError:
-            pass
+        if module in sys.modules:
+            sys.modules[module].rank_zero_only.rank = 0
 
 
 def pick_device(cfg: DictConfig, d: Dist) -> Optional[int]:
