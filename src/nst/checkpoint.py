@@ -18,7 +18,7 @@ import tempfile
 
 import torch
 
-from .errors import ConfigError, OutputError
+from .errors import ConfigError, OutputError, first_line
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -53,8 +53,7 @@ def load(path: str) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"resume: {path} is not a readable checkpoint ({reason})") from None
+        raise ConfigError(f"resume: {path} is not a readable checkpoint ({first_line(e, 160)})") from None
     meta = ckpt.get("nst") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "state_dict" not in ckpt:
         raise ConfigError(f"resume: {path} is not a checkpoint of this program")

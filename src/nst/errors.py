@@ -1,5 +1,13 @@
 """Errors a user can fix. The command line prints them as one line and exits with status 2."""
 
+from __future__ import annotations
+
+
+def first_line(e: BaseException, limit: int | None = None) -> str:
+    """An exception's message cut to its first line (and `limit` characters), or its type name if empty."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
 
 class UserError(Exception):
     """Bad input: the message names the key or file and the problem."""

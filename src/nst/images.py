@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, OutputError
+from .errors import ImageError, OutputError, first_line
 
 MIN_SIDE = 16  # VGG19 pools 4 times before conv5_1: smaller sides leave nothing to compare
 
@@ -44,8 +44,7 @@ def open_rgb(path: str) -> Image.Image:
     except MemoryError:
         raise ImageError(f"{path}: not enough memory to decode this image") from None
     except Exception as e:  # whatever a decoder raises on bad bytes (OSError, SyntaxError, struct.error, ...)
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ImageError(f"{path}: corrupt or truncated image ({reason})") from None
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(e, 160)})") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -71,6 +70,11 @@ def fit_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     if w >= h:
         return longest, max(1, round(h * longest / w))
     return max(1, round(w * longest / h)), longest
+
+
+def style_side(output_side: int, style_scale: float) -> int:
+    """The style image's longest side for an output's longest side (never below MIN_SIDE)."""
+    return max(MIN_SIDE, round(output_side * style_scale))
 
 
 def resize_longest(im: Image.Image, longest: int, what: str = "image") -> Image.Image:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import TrainingError
-from .images import MIN_SIDE, fit_size, resize_longest, to_tensor
+from .images import fit_size, resize_longest, style_side, to_tensor
 from .losses import content_loss, gatys_style_loss, gram, tv_loss
 from .vgg import VGG19Features
 
@@ -93,7 +93,7 @@ class StyleTransferModule(L.LightningModule):
         return to_tensor(self.content_image.resize((w, h), Image.Resampling.LANCZOS)).to(self.device)
 
     def _style_tensors(self, scale: int) -> list[torch.Tensor]:
-        longest = max(MIN_SIDE, round(self.schedule.sizes[scale] * self.style_scale))
+        longest = style_side(self.schedule.sizes[scale], self.style_scale)
         return [to_tensor(resize_longest(s, longest, "style image")).to(self.device) for s in self.style_images]
 
     @torch.no_grad()

@@ -18,9 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 from . import checkpoint, color
 from .callbacks import SnapshotWriter, StepProgressBar, WandbImageGrid
 from .config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
-from .errors import ConfigError, OutputError, TrainingError
+from .errors import ConfigError, OutputError, TrainingError, first_line
 from .hardware import resolve_accelerator, resolve_precision, tune_backends
-from .images import MIN_SIDE, fit_size, open_rgb, save_json, save_png, save_text, to_pil, to_tensor
+from .images import (MIN_SIDE, fit_size, open_rgb, save_json, save_png, save_text, style_side, to_pil,
+                     to_tensor)
 from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
 from .module import Objective, Schedule, StyleTransferModule
 from .tracking import finish, make_logger
@@ -76,7 +77,7 @@ def prepare_inputs(cfg: DictConfig) -> Inputs:
     if min(w, h) < MIN_SIDE:
         raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "
                           f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
-    style_longest = max(MIN_SIDE, round(min(scale_sizes(cfg)) * cfg.data.style_scale))  # as module.py resizes
+    style_longest = style_side(min(scale_sizes(cfg)), cfg.data.style_scale)
     for path, style in zip(style_paths(cfg), styles):
         sw, sh = fit_size(style.size, style_longest)
         if min(sw, sh) < MIN_SIDE:
@@ -137,8 +138,7 @@ def make_trainer(cfg: DictConfig, logger, callbacks: list) -> L.Trainer:
             deterministic=cfg.trainer.deterministic, enable_checkpointing=False, enable_model_summary=False,
             num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
     except Exception as e:  # Lightning rejecting trainer.* values (an accelerator this machine lacks, ...)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"trainer: {reason}") from None
+        raise ConfigError(f"trainer: {first_line(e)}") from None
 
 
 def resume_checkpoint(cfg: DictConfig, module: StyleTransferModule) -> str | None:

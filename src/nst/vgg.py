@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 # (block, index within block, in channels, out channels) for the 16 convolutions of VGG19.
 _CONVS = [
@@ -179,8 +179,7 @@ def _load_file(path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"model.weights: {path} is not a readable weights file ({reason})") from None
+        raise ConfigError(f"model.weights: {path} is not a readable weights file ({first_line(e, 120)})") from None
     return _from_state_dict(sd, path)
 
 
