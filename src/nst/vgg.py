@@ -106,7 +106,8 @@ class VGG19Features(nn.Module):
         out = {}
         with torch.autocast(device_type, enabled=False):
             for name in LAYERS[: last + 1]:
-                x = F.relu(F.conv2d(x, params[f"{name}_w"], params[f"{name}_b"], padding=1))
+                # In place: the convolution's backward needs its input, not its output.
+                x = F.conv2d(x, params[f"{name}_w"], params[f"{name}_b"], padding=1).relu_()
                 if name in wanted:
                     out[name] = x
                 if name in _LAST_IN_BLOCK and name != LAYERS[last]:
