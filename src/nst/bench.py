@@ -42,12 +42,13 @@ def worker_floor(size: int, repeats: int) -> dict:
     from torch import nn
 
     from .config import load_config
-    from .hardware import resolve_accelerator, resolve_precision
+    from .hardware import resolve_accelerator, resolve_precision, tune_backends
     from .vgg import LAYERS, load_vgg19
 
     cfg = load_config(None, [f"data.size={size}"])
     acc = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision("auto", acc)
+    tune_backends(acc)  # the same backend and allocator settings as the training loop
     device = "cuda" if acc == "gpu" else "cpu"
     ex = load_vgg19("caffe", last_layer="conv5_1")
     mods: list[nn.Module] = []

