@@ -47,10 +47,16 @@ def test_train_py_writes_every_output_and_logs_to_wandb_offline(tmp_path):
 
 def test_showcase_config_with_overrides_through_make_style_arguments(tmp_path):
     out = tmp_path / "starry"
-    proc = run_train("--config", "configs/starry.yaml", "data.size=48", "trainer.max_steps=2",
+    proc = run_train("--config", "configs/starry.yaml", "data.size=48", "trainer.max_steps=30",
                      "model.weights=random", "logger.mode=disabled", f"output.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "final.png").exists() and not (out / "wandb").exists()
+    # stdout is a pipe here, as in a log file: progress comes as ten plain lines, not a redrawn bar.
+    lines = proc.stdout.splitlines()
+    assert "\r" not in proc.stdout
+    assert [line.split()[1] for line in lines if line.startswith("step ")] == [f"{n}/30" for n in range(3, 31, 3)]
+    assert lines[-1].startswith("wrote ") and len(lines) == 11, proc.stdout
+    assert proc.stderr == "", proc.stderr  # nothing else: no Lightning or W&B chatter
 
 
 def test_config_typo_is_one_line_exit_2_and_no_output(tmp_path):

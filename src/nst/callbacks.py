@@ -1,11 +1,12 @@
-"""Callbacks: image grids to W&B, periodic snapshots to disk."""
+"""Callbacks: image grids to W&B, periodic snapshots to disk, progress on a terminal or in a log."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from PIL import Image
 
 from .images import save_png
@@ -70,3 +71,33 @@ class StepProgressBar(TQDMProgressBar):
         metrics = super().get_metrics(trainer, module)
         metrics.pop("v_num", None)
         return metrics
+
+
+class LineProgress(ProgressBar):
+    """Progress for logs and sweeps: a plain line every tenth of the run, where a redrawn bar would pile up.
+
+    A terminal gets StepProgressBar; a log file (stdout not a terminal) or several sweep processes sharing one
+    console get this, each line labelled.
+    """
+
+    def __init__(self, label: str = "", lines: int = 10):
+        super().__init__()
+        self.label = f"{label}: " if label else ""
+        self.lines = lines
+        self.start = 0.0
+        self.enabled = True
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_start(self, trainer, module):
+        self.start = time.time()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        step, total = trainer.global_step, trainer.max_steps
+        if self.enabled and (step % max(1, total // self.lines) == 0 or step == total):
+            loss = float(self.get_metrics(trainer, module).get("loss", float("nan")))
+            print(f"{self.label}step {step}/{total}  loss {loss:.4g}  {time.time() - self.start:.1f} s", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from . import checkpoint, color
-from .callbacks import SnapshotWriter, StepProgressBar, WandbImageGrid
+from .callbacks import LineProgress, SnapshotWriter, StepProgressBar, WandbImageGrid
 from .config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
 from .errors import ConfigError, OutputError, TrainingError, first_line
 from .hardware import resolve_accelerator, resolve_precision, tune_backends
@@ -115,6 +116,14 @@ def build_module(cfg: DictConfig, inputs: Inputs) -> StyleTransferModule:
                                cfg.seed, cfg.logger.log_every)
 
 
+def progress_callback(extra_config: dict | None) -> L.Callback:
+    """A redrawn bar on a terminal; plain lines in a log file or in a sweep (several processes, one console)."""
+    pair = (extra_config or {}).get("pair")
+    if pair is None and sys.stdout.isatty():
+        return StepProgressBar()
+    return LineProgress(pair["name"] if pair else "")
+
+
 def check_writable(folder: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
@@ -173,7 +182,7 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
     ckpt_path = resume_checkpoint(cfg, module)
     callbacks = [WandbImageGrid(cfg.logger.image_every, inputs.render), StopOnSignal(guard)]
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(StepProgressBar())
+        callbacks.append(progress_callback(extra_config))
     if cfg.output.save_every:
         callbacks.append(SnapshotWriter(cfg.output.save_every, run_dir, inputs.render))
     trainer = make_trainer(cfg, None, callbacks)
