@@ -12,6 +12,7 @@ import ast
 import errno
 import glob
 import io
+import json
 import os
 import resource
 import signal
@@ -406,6 +407,8 @@ def test_signal_writes_image_and_checkpoint_and_resume_matches_uninterrupted(sig
     resumed = train(["--config", str(out / "config.yaml"), "resume=true", "output.save_every=0"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (out / "final.png").exists() and (out / "metrics.json").exists()
+    seconds = json.loads((out / "metrics.json").read_text())["seconds"]
+    assert seconds > saved["nst"]["seconds"] > 0  # the interrupted part counts too
     diff = (target_of(out / "last.ckpt") - target_of(reference / "last.ckpt")).abs().max().item()
     assert diff <= 1e-5, diff
     assert list(Image.open(out / "final.png").getdata()) == list(Image.open(reference / "final.png").getdata())
@@ -448,7 +451,6 @@ def test_lbfgs_checkpoint_drops_the_history_and_a_finished_run_can_be_extended(t
     assert_one_line_error(code, err, "resume:", "already at step 4", "trainer.max_steps")
     code, err = cli(capsys, ["--config", str(out / "config.yaml"), "resume=true", "trainer.max_steps=7"])
     assert code == 0, err[-2000:]
-    import json
     assert json.loads((out / "metrics.json").read_text())["steps"] == 7
 
 

@@ -8,6 +8,7 @@ the old size).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import lightning as L
@@ -72,6 +73,8 @@ class StyleTransferModule(L.LightningModule):
         self.target = torch.nn.Parameter(self._initial_image(init, seed, schedule.sizes[0]))
         self.last_good = self.target.detach().clone()  # the image after `good_steps` finite steps
         self.good_steps = 0
+        self.seconds_before = 0.0  # optimization time of the runs this one resumes
+        self.fit_start: float | None = None
 
     # ------------------------------------------------------------------ images and targets
     def _initial_image(self, init: str | Image.Image, seed: int, longest: int) -> torch.Tensor:
@@ -168,6 +171,14 @@ class StyleTransferModule(L.LightningModule):
                                                align_corners=False).clamp_min(0 if key == "exp_avg_sq" else -1e30)
 
     # ------------------------------------------------------------------ Lightning hooks
+    def on_train_start(self) -> None:
+        self.fit_start = time.time()
+
+    @property
+    def optimize_seconds(self) -> float:
+        """Optimization time so far, counting the interrupted runs this one resumed."""
+        return self.seconds_before + (time.time() - self.fit_start if self.fit_start is not None else 0.0)
+
     def configure_optimizers(self):
         if self.optim_name == "lbfgs":
             # One iteration per step and no early stop: we run the steps the user asked for. The first step
@@ -227,7 +238,7 @@ class StyleTransferModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["nst"] = {"format": 1, "step": int(self.global_step), "shape": list(self.target.shape),
                              "optim": self.optim_name, "evaluations": int(self.evaluations),
-                             "initial_loss": self.initial_loss}
+                             "initial_loss": self.initial_loss, "seconds": self.optimize_seconds}
         if self.optim_name == "lbfgs":
             # Drop the history (2 x optim.history image-sized vectors): a resumed run restarts its curvature
             # estimate, with the line search that every fresh start needs. These are copies: the live
@@ -248,6 +259,7 @@ class StyleTransferModule(L.LightningModule):
         self.scale_index = -1  # the first step recomputes the content and style targets at its scale
         self.evaluations = int(meta.get("evaluations", 0))
         self.initial_loss = meta.get("initial_loss")
+        self.seconds_before = float(meta.get("seconds", 0.0))
         for state in checkpoint.get("optimizer_states", []):
             for group in state["param_groups"]:  # this config's settings win over the checkpoint's
                 group["lr"] = self.lr

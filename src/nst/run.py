@@ -190,7 +190,6 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
     logger = make_logger(cfg, run_dir, extra_config)
     try:
         trainer.logger = logger
-        optimize_start = time.time()
         try:
             guard.phase = "step"
             trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
@@ -206,7 +205,7 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
             raise TrainingError(f"{e}; the last good image (after {module.good_steps} steps) is in {path}") from None
         if guard.requested and trainer.global_step < cfg.trainer.max_steps:
             raise _interrupted(cfg, module, inputs, trainer, guard.signum, cut_short=False)
-        seconds = time.time() - optimize_start
+        seconds = module.optimize_seconds
         image = inputs.render(module.target)
         final = module.evaluate()
         metrics = {**final, "initial_loss": module.initial_loss, "steps": int(trainer.global_step),
