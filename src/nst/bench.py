@@ -38,17 +38,23 @@ def _peak_mb() -> float:
 
 def worker_floor(size: int, repeats: int) -> dict:
     """VGG19 up to the deepest layer we use, forward + gradient w.r.t. the input, our precision and layout."""
-    import torch
-    from torch import nn
-
     from .config import load_config
-    from .hardware import resolve_accelerator, resolve_precision, tune_backends
-    from .vgg import LAYERS, load_vgg19
+    from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 
     cfg = load_config(None, [f"data.size={size}"])
     acc = resolve_accelerator(cfg.trainer.accelerator)
     precision = resolve_precision("auto", acc)
     tune_backends(acc)  # the same backend and allocator settings as the training loop
+    with reuse_freed_memory(acc == "cpu"):
+        return _time_floor(size, repeats, acc, precision)
+
+
+def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
+    import torch
+    from torch import nn
+
+    from .vgg import LAYERS, load_vgg19
+
     device = "cuda" if acc == "gpu" else "cpu"
     ex = load_vgg19("caffe", last_layer="conv5_1")
     mods: list[nn.Module] = []
@@ -86,7 +92,7 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
 
     from .config import load_config
     from .run import build_module, make_trainer, prepare_inputs
-    from .hardware import resolve_accelerator, resolve_precision
+    from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory
 
     class StepTimer(L.Callback):
         def __init__(self):
@@ -107,7 +113,8 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
     module = build_module(cfg, prepare_inputs(cfg))
     timer = StepTimer()
     trainer = make_trainer(cfg, None, [timer])
-    trainer.fit(module, train_dataloaders=_steps_loader(steps))
+    with reuse_freed_memory(resolve_accelerator("auto") == "cpu"):  # as run.py does
+        trainer.fit(module, train_dataloaders=_steps_loader(steps))
     per_step = statistics.median(timer.times[3:])  # the first steps include the line search and warm-up
     evals_per_step = (module.evaluations - 2) / (steps - 1)
     return {"ms_per_step": per_step * 1000, "ms_per_eval": per_step * 1000 / max(evals_per_step, 1.0),

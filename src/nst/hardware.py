@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -38,26 +40,40 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "32-true"
 
 
-def keep_freed_memory() -> bool:
-    """glibc: serve big tensors from the heap and keep freed memory for the next pass.
-
-    Every evaluation allocates and frees the same large activations. By default glibc maps each block over
-    32 MB afresh and returns it on free, so every pass pays page faults on fresh zeroed pages: about half of
-    all page faults and 4-8% of a CPU step at 512 px (measured with /usr/bin/time). Peak memory grows ~10%.
-    Returns whether the setting took (False off glibc, e.g. musl or macOS).
-    """
+def _glibc():
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        libc = ctypes.CDLL(None)
+        libc.mallopt, libc.malloc_trim  # glibc's; without them there is nothing to tune
     except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        return None
+    return libc
+
+
+@contextlib.contextmanager
+def reuse_freed_memory(enabled: bool = True):
+    """glibc, while optimizing on the CPU: serve big tensors from the heap and keep freed memory for the next pass.
+
+    Every evaluation allocates and frees the same large activations. By default glibc maps big blocks afresh and
+    returns them on free, so every pass pays page faults on fresh zeroed pages: about 60% of all page faults
+    and 4-8% of a CPU step at 512 px (measured with /usr/bin/time). Peak memory grows ~10%. On exit the
+    defaults come back and the freed memory goes back to the system. Yields whether the setting took.
+    """
+    libc = _glibc() if enabled else None
+    if libc is None:
+        yield False
+        return
+    took = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    try:
+        yield took
+    finally:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
 
 
 def tune_backends(accelerator: str) -> None:
-    if accelerator == "cpu":
-        keep_freed_memory()
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # one image size per scale: autotuning pays for itself
         torch.backends.cuda.matmul.allow_tf32 = True

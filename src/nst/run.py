@@ -20,7 +20,7 @@ from . import checkpoint, color
 from .callbacks import LineProgress, SnapshotWriter, StepProgressBar, WandbImageGrid
 from .config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
 from .errors import ConfigError, OutputError, TrainingError, first_line
-from .hardware import resolve_accelerator, resolve_precision, tune_backends
+from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .images import (MIN_SIDE, fit_size, open_rgb, save_json, save_png, save_text, style_side, to_pil,
                      to_tensor)
 from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
@@ -192,8 +192,9 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
         trainer.logger = logger
         try:
             guard.phase = "step"
-            trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
-                        ckpt_path=ckpt_path, weights_only=True)
+            with reuse_freed_memory(resolve_accelerator(cfg.trainer.accelerator) == "cpu"):
+                trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
+                            ckpt_path=ckpt_path, weights_only=True)
             guard.phase = "hold"
         except Interrupted as e:  # a second signal: the step in progress was cut short
             guard.phase = "hold"
