@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -28,15 +29,26 @@ from .module import Objective, Schedule, StyleTransferModule
 from .tracking import finish, make_logger
 from .vgg import layer_index, load_vgg19
 
-# A resumed run starts mid-epoch (the whole run is one epoch) and Lightning warns that the data loader cannot
-# resume: its batches are step numbers that training_step never reads, so there is nothing to resume.
-warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+# Lightning warnings that do not apply to this loop, silenced around fit. A context rather than module-level
+# filters, so that it also holds where the filters get reset (pytest, some notebooks).
+_NOT_APPLICABLE = (
+    # A resumed run starts mid-epoch (the whole run is one epoch), but its batches are step numbers that
+    # training_step never reads: there is nothing to resume in the data loader.
+    "You're resuming from a checkpoint that ended before the epoch ended",
+    r".*module\(s\) in eval mode.*",  # the frozen VGG is in eval mode on purpose
+    r".*does not have many workers.*",  # there is no data to load
+    r".*isinstance\(treespec, LeafSpec\).*",
+)
 
 
-# The frozen VGG is in eval mode on purpose, and there is no validation loop: keep the console for progress.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+@contextlib.contextmanager
+def quiet_lightning():
+    with warnings.catch_warnings():
+        for message in _NOT_APPLICABLE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
 logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
@@ -192,7 +204,7 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
         trainer.logger = logger
         try:
             guard.phase = "step"
-            with reuse_freed_memory(resolve_accelerator(cfg.trainer.accelerator) == "cpu"):
+            with quiet_lightning(), reuse_freed_memory(resolve_accelerator(cfg.trainer.accelerator) == "cpu"):
                 trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
                             ckpt_path=ckpt_path, weights_only=True)
             guard.phase = "hold"
