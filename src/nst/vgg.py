@@ -106,11 +106,17 @@ class VGG19Features(nn.Module):
         out = {}
         with torch.autocast(device_type, enabled=False):
             for name in LAYERS[: last + 1]:
-                # In place: the convolution's backward needs its input, not its output.
-                x = F.conv2d(x, params[f"{name}_w"], params[f"{name}_b"], padding=1).relu_()
+                x = F.conv2d(x, params[f"{name}_w"], params[f"{name}_b"], padding=1)
+                pool = name in _LAST_IN_BLOCK and name != LAYERS[last]
+                if pool and self.pooling == "max" and name not in wanted:
+                    # ReLU commutes with max pooling (both are monotone): applied after it, ReLU and its
+                    # backward touch a quarter of the values, with the same features and gradients.
+                    x = F.max_pool2d(x, 2).relu_()
+                    continue
+                x = x.relu_()  # in place: the convolution's backward needs its input, not its output
                 if name in wanted:
                     out[name] = x
-                if name in _LAST_IN_BLOCK and name != LAYERS[last]:
+                if pool:
                     x = F.max_pool2d(x, 2) if self.pooling == "max" else F.avg_pool2d(x, 2)
         return out
 
