@@ -41,14 +41,14 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def _glibc():
+    """The C library when it is glibc (mallopt and malloc_trim); elsewhere there is nothing to tune."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(None)
-        libc.mallopt, libc.malloc_trim  # glibc's; without them there is nothing to tune
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    return libc
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 @contextlib.contextmanager
