@@ -14,11 +14,11 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
 
-from .errors import ConfigError, OutputError, first_line
+from .errors import ConfigError, first_line
+from .images import replaced_atomically
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -30,19 +30,8 @@ def path_in(folder: str) -> str:
 
 def save(trainer, path: str) -> None:
     """trainer.save_checkpoint through a temporary file and a rename: never a half-written checkpoint."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with replaced_atomically(path) as tmp:
         trainer.save_checkpoint(tmp, weights_only=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load(path: str) -> dict:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -109,27 +110,36 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
 
 
-def atomic_write(path: str, write: Callable[[Any], None], binary: bool = True) -> None:
-    """Write through a temporary file in the same folder and rename: readers never see half a file.
+@contextlib.contextmanager
+def replaced_atomically(path: str) -> Iterator[str]:
+    """A temporary file beside `path` to write to; on success it is synced and renamed over `path`.
 
-    A failed write (disk full, no permission) leaves no temporary file and raises OutputError naming `path`.
+    Readers never see half a file. A failed write (disk full, no permission) leaves no temporary file and
+    raises OutputError naming `path`; any other failure inside the block leaves no temporary file either.
     """
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
+        os.close(fd)
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write(path: str, write: Callable[[Any], None], binary: bool = True) -> None:
+    """`write(f)` to an open file that appears at `path` whole or not at all (see replaced_atomically)."""
+    with replaced_atomically(path) as tmp:
+        with open(tmp, "wb" if binary else "w") as f:
+            write(f)
+        os.chmod(tmp, _FILE_MODE)
 
 
 def save_png(image: torch.Tensor | Image.Image, path: str) -> None:
