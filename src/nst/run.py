@@ -189,6 +189,7 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
     start = time.time()
     L.seed_everything(cfg.seed, verbose=False)
     run_dir = cfg.output.dir
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
     inputs = prepare_inputs(cfg)
     module = build_module(cfg, inputs)
     ckpt_path = resume_checkpoint(cfg, module)
@@ -204,7 +205,7 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
         trainer.logger = logger
         try:
             guard.phase = "step"
-            with quiet_lightning(), reuse_freed_memory(resolve_accelerator(cfg.trainer.accelerator) == "cpu"):
+            with quiet_lightning(), reuse_freed_memory(accelerator == "cpu"):
                 trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
                             ckpt_path=ckpt_path, weights_only=True)
             guard.phase = "hold"
@@ -225,7 +226,7 @@ def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunR
                    "evaluations": module.evaluations,
                    "seconds": round(seconds, 3), "total_seconds": round(time.time() - start, 3),
                    "size": [image.height, image.width],
-                   "precision": resolve_precision(str(cfg.trainer.precision), resolve_accelerator(cfg.trainer.accelerator))}
+                   "precision": resolve_precision(str(cfg.trainer.precision), accelerator)}
         save_png(image, os.path.join(run_dir, "final.png"))
         save_text(to_yaml(cfg), os.path.join(run_dir, "config.yaml"))
         save_json(metrics, os.path.join(run_dir, "metrics.json"))
