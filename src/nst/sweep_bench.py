@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -31,13 +30,6 @@ import time
 CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg", "assets/hoovertowernight.jpg"]
 STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg", "assets/shipwreck.jpg",
           "assets/woman-with-hat-matisse.jpg"]
-
-
-def _device() -> str:
-    import torch
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
 
 
 def _launch(nproc: int, overrides: list[str], log_path: str) -> float:
@@ -79,7 +71,7 @@ def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
     import torch
     from PIL import Image
 
-    from .hardware import resolve_accelerator, resolve_precision, tune_backends
+    from .hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
     from .images import fit_size
     from .losses import gram
     from .vgg import load_vgg19
@@ -108,7 +100,7 @@ def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
             if i >= 2:
                 times.append(time.perf_counter() - start)
         out[b] = statistics.median(times) * 1000 / b
-    return {"device": _device(), "size": size, "hw": [h, w], "ms_per_image_step": {b: round(v, 2) for b, v in out.items()},
+    return {"device": describe_device(), "size": size, "hw": [h, w], "ms_per_image_step": {b: round(v, 2) for b, v in out.items()},
             "gain_over_batch_1": {b: round(out[batches[0]] / v, 2) for b, v in out.items()}}
 
 
@@ -134,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  batch {b:>3}: {ms:8.2f} ms per image, {r['gain_over_batch_1'][b]:.2f}x batch 1")
         return 0
 
-    report = {"device": _device(), "grid": f"{args.contents} contents x {args.styles} styles",
+    from .hardware import describe_device
+    report = {"device": describe_device(), "grid": f"{args.contents} contents x {args.styles} styles",
               "size": args.size, "steps": args.steps, "weights": args.weights, "logger": args.logger,
               "overrides": args.overrides, "runs": []}
     print(f"sweep throughput on {report['device']}: {report['grid']}, {args.size} px, {args.steps} steps, "
