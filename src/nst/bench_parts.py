@@ -111,7 +111,8 @@ def worker_evaluation(size: int, tuned: bool) -> dict:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         ms = _ms(evaluation, repeats=8)  # 2 warm-up calls + 8 timed ones
         faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 10
-    return {"ms": ms, "page_faults_per_evaluation": faults, "took": took}
+    return {"ms": ms, "page_faults_per_evaluation": faults, "took": took,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     report["evaluation"] = {"glibc_default": default, "reuse_freed_memory": tuned}
     print(f"\none evaluation of the loss: {default['ms']:.0f} ms with glibc's defaults "
           f"({default['page_faults_per_evaluation']:.0f} page faults), {tuned['ms']:.0f} ms keeping freed memory "
-          f"({tuned['page_faults_per_evaluation']:.0f} page faults): {1 - tuned['ms'] / default['ms']:.1%} less")
+          f"({tuned['page_faults_per_evaluation']:.0f} page faults): {1 - tuned['ms'] / default['ms']:.1%} less; "
+          f"peak memory {default['peak_mb']:.0f} vs {tuned['peak_mb']:.0f} MB")
 
     write_report(report, args.out)
     return 0

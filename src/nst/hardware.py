@@ -72,7 +72,7 @@ def reuse_freed_memory(enabled: bool = True):
 
     Every evaluation allocates and frees the same large activations. By default glibc maps big blocks afresh and
     returns them on free, so every pass pays page faults on fresh zeroed pages: ~15 thousand per evaluation
-    and about 5% of its time at 512 px (`make bench-parts`). Peak memory grows ~10%. On exit the
+    and about 5% of its time at 512 px; peak memory grows ~2% (`make bench-parts`). On exit the
     defaults come back and the freed memory goes back to the system. Yields whether the setting took.
     """
     libc = _glibc() if enabled else None
