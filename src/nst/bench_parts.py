@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from .bench import CONTENT, STYLE, _child, _content_hw, write_report
+from .bench import CONTENT, MIN_BENCH_SIZE, STYLE, _child, _content_hw, write_report
 
 CL = "channels_last"
 
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/bench_parts.json")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.size < MIN_BENCH_SIZE:
+        p.error(f"--size: at least {MIN_BENCH_SIZE} px (conv5_1 works at 1/16 of it)")
     if args.worker:
         print(json.dumps(worker_evaluation(int(args.worker[0]), bool(int(args.worker[1])))))
         return 0
