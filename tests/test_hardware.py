@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from nst.hardware import resolve_precision
+from nst.runner.hardware import resolve_precision
 
 _FAULTS = """
 import resource, sys, torch
-from nst.hardware import reuse_freed_memory
+from nst.runner.hardware import reuse_freed_memory
 x = torch.rand(1, 16, 256, 256, requires_grad=True)
 w = torch.randn(16, 16, 3, 3)
 def evaluation():  # 4 MB activations, allocated and freed by every pass

@@ -2,7 +2,7 @@
 
 import torch
 
-from nst.losses import content_loss, gatys_style_loss, gram, tv_loss
+from nst.model.losses import content_loss, gatys_style_loss, gram, tv_loss
 
 
 def test_gram_matches_hand_computed_values():

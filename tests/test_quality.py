@@ -5,10 +5,10 @@ import torch
 from PIL import Image
 
 from conftest import CONTENT, STYLE, STYLE2
-from nst import color
+from nst.model import color
 from nst.config import load_config
 from nst.images import open_rgb, to_tensor
-from nst.run import build_module, prepare_inputs, run
+from nst.runner.run import build_module, prepare_inputs, run
 
 FAST = ["model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false"]
 

@@ -31,10 +31,11 @@ from PIL import Image
 
 from conftest import CONTENT, ROOT, STYLE
 
-from nst import checkpoint as ckpt_mod
+from nst.runner import checkpoint as ckpt_mod
 from nst.cli import main as cli_main
 from nst.errors import ImageError, OutputError
-from nst.images import atomic_write, open_rgb, save_json, save_png, save_text, to_pil
+from nst.files import atomic_write, save_json, save_png, save_text
+from nst.images import open_rgb, to_pil
 
 # Single-threaded torch: on a shared 2-core machine, 2 threads are 20-30x slower for these tiny convolutions.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
@@ -481,7 +482,7 @@ def test_resume_problems_are_one_line_errors_before_anything_is_written(tmp_path
 
 
 def test_second_signal_stops_at_once_without_a_checkpoint(tmp_path, capsys, monkeypatch, one_thread):
-    from nst.module import StyleTransferModule
+    from nst.model.module import StyleTransferModule
     losses = StyleTransferModule.losses
 
     def signalling_losses(self, image):
@@ -648,7 +649,7 @@ def test_every_torch_load_in_the_package_is_weights_only():
     """Static guard for future code: torch.load, load_state_dict_from_url and Trainer.fit(ckpt_path=...)."""
     src = os.path.join(ROOT, "src", "nst")
     checked = 0
-    for path in glob.glob(os.path.join(src, "*.py")):
+    for path in glob.glob(os.path.join(src, "**", "*.py"), recursive=True):
         tree = ast.parse(open(path).read())
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nst.errors import ConfigError
-from nst.vgg import LAYERS, _caffe_weights, load_vgg19
+from nst.model.vgg import LAYERS, _caffe_weights, load_vgg19
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_bf16_features_are_close_to_float32(caffe):
 
 
 def _torchvision_state_dict():
-    from nst.vgg import _random_weights
+    from nst.model.vgg import _random_weights
     tv_index = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
     sd = {}
     for name, idx in zip(LAYERS, tv_index):

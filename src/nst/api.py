@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image
 
 from .config import load_config
-from .run import run
+from .runner.run import run
 
 
 def stylize(content: str, style: str | list[str], config: str | None = None, **overrides: Any) -> Image.Image:

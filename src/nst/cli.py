@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     try:
         from .config import load_config
-        from .run import run
+        from .runner.run import run
         cfg = load_config(args.config, args.overrides)
         if cfg.sweep.contents or cfg.sweep.styles or cfg.sweep.pairs:
             raise ConfigError(f"sweep: {args.config or 'this config'} describes a sweep of many pairs; run it with "
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BaseException as e:
-        from .interrupt import Interrupted
+        from .runner.interrupt import Interrupted
         if not isinstance(e, Interrupted):
             raise
         print(e.message, file=sys.stderr)  # what was kept and how to resume

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
-from .vgg import LAYERS, NAMED_SOURCES, looks_like_path
+from .model.vgg import LAYERS, NAMED_SOURCES, looks_like_path
 
 PRESETS = {
     # Gatys et al. 2015, Figure 2: content at conv4_2, style at conv1_1..conv5_1 with equal weights.

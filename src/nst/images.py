@@ -1,19 +1,14 @@
-"""Reading images (any mode, EXIF orientation, clear errors), resizing, tensors, and atomic writes."""
+"""Reading images (any mode, EXIF orientation, clear errors), resizing, and PIL <-> tensor conversion."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
-import tempfile
 import warnings
-from typing import Any, Callable, Iterator
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, OutputError, first_line
+from .errors import ImageError, first_line
 
 MIN_SIDE = 16  # VGG19 pools 4 times before conv5_1: smaller sides leave nothing to compare
 
@@ -99,59 +94,3 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         x = x[0]
     arr = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     return Image.fromarray(arr, "RGB")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
-
-
-@contextlib.contextmanager
-def replaced_atomically(path: str) -> Iterator[str]:
-    """A temporary file beside `path` to write to; on success it is synced and renamed over `path`.
-
-    Readers never see half a file. A failed write (disk full, no permission) leaves no temporary file and
-    raises OutputError naming `path`; any other failure inside the block leaves no temporary file either.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        os.close(fd)
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: str, write: Callable[[Any], None], binary: bool = True) -> None:
-    """`write(f)` to an open file that appears at `path` whole or not at all (see replaced_atomically)."""
-    with replaced_atomically(path) as tmp:
-        with open(tmp, "wb" if binary else "w") as f:
-            write(f)
-        os.chmod(tmp, _FILE_MODE)
-
-
-def save_png(image: torch.Tensor | Image.Image, path: str) -> None:
-    pil = image if isinstance(image, Image.Image) else to_pil(image)
-    buf = io.BytesIO()
-    pil.save(buf, format="PNG")
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
-
-
-def save_text(text: str, path: str) -> None:
-    atomic_write(path, lambda f: f.write(text), binary=False)
-
-
-def save_json(data: dict, path: str) -> None:
-    save_text(json.dumps(data, indent=2, sort_keys=True) + "\n", path)

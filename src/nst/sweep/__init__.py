@@ -35,8 +35,8 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, UserError
-from .interrupt import Interrupted
+from ..errors import ConfigError, UserError
+from ..runner.interrupt import Interrupted
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 ERROR_FILE = "error.txt"
@@ -128,7 +128,7 @@ def pair_config(cfg: DictConfig, pair: Pair, device: Optional[int] = None) -> Di
     """The single-run config of one pair: the sweep's settings, this pair's images and folder, W&B grouping.
 
     Its sweep section is reset to the defaults, so `train.py --config <pair>/config.yaml` redoes this pair."""
-    from .config import SweepConfig, validate
+    from ..config import SweepConfig, validate
 
     pc = copy.deepcopy(cfg)  # keeps the schema: values are type-checked as they are set
     pc.data.content = pair.content
@@ -287,7 +287,7 @@ def pick_device(cfg: DictConfig, d: Dist) -> Optional[int]:
     """The CUDA device index of this process (LOCAL_RANK modulo the visible GPUs), or None for the CPU."""
     import torch
 
-    from .hardware import resolve_accelerator
+    from ..runner.hardware import resolve_accelerator
     if resolve_accelerator(cfg.trainer.accelerator) not in ("gpu", "cuda") or not torch.cuda.is_available():
         if d.local_world_size > 1 and torch.get_num_threads() == 1:
             # torchrun sets OMP_NUM_THREADS=1 for several processes; on a CPU give each its share of the cores.
@@ -323,8 +323,8 @@ def _say(d: Dist, text: str) -> None:
 
 def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]) -> list[Result]:
     """This rank's pairs, pairs[rank::world_size], one after another, each with its own Trainer and W&B run."""
-    from .images import save_text
-    from .run import run
+    from ..files import save_text
+    from ..runner.run import run
 
     mine = pairs[d.rank::d.world_size]
     results = []
@@ -419,7 +419,7 @@ def summary_rows(pairs: list[Pair], results: list[Result]) -> list[dict]:
 def write_summary(rows: list[dict], path: str) -> None:
     import io
 
-    from .images import save_text
+    from ..files import save_text
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -437,7 +437,7 @@ def _fit(im, box: int):
     """Scaled (up or down) so that the longest side is `box`."""
     from PIL import Image
 
-    from .images import fit_size
+    from ..images import fit_size
     size = fit_size(im.size, box)
     return im.resize(size, Image.Resampling.LANCZOS) if size != im.size else im.copy()
 
@@ -447,7 +447,7 @@ def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "
     for content i in style j. (1 + #contents) x (1 + #styles) square cells of `cell` pixels each."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .images import open_rgb
+    from ..images import open_rgb
     contents, styles = axes(pairs)
     sheet = Image.new("RGB", ((len(styles) + 1) * cell, (len(contents) + 1) * cell), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -501,7 +501,7 @@ def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "
 def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_dir: str) -> Optional[str]:
     """One more W&B run in the sweep's group (job_type=summary): a Table of every pair with thumbnails and final
     losses, and the contact sheet. Returns the run's id, or None when logging is disabled."""
-    from .tracking import finish, make_logger
+    from ..runner.tracking import finish, make_logger
     sc = copy.deepcopy(cfg)
     sc.logger.group = sweep_name(cfg)
     sc.logger.job_type = "summary"
@@ -514,7 +514,7 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_d
         import wandb
         from PIL import Image
 
-        from .images import open_rgb
+        from ..images import open_rgb
 
         def thumb(path: str):
             try:
@@ -545,7 +545,7 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_d
 
 
 def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result]) -> list[dict]:
-    from .images import save_png
+    from ..files import save_png
     out_dir = cfg.output.dir
     rows = summary_rows(pairs, results)
     write_summary(rows, os.path.join(out_dir, "summary.csv"))
@@ -571,7 +571,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     d = dist_info()
     try:
-        from .config import load_config
+        from ..config import load_config
         cfg = load_config(args.config, args.overrides)
         if cfg.trainer.devices not in (1, "1", "auto"):
             raise ConfigError(f"trainer.devices: a sweep runs each pair on one device (got {cfg.trainer.devices}); "
@@ -616,6 +616,3 @@ def main(argv: Optional[list[str]] = None) -> int:
             _say(d, f"  failed: {row['pair']}: {row['error']}")
     return 1 if counts["failed"] else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

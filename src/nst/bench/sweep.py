@@ -5,9 +5,9 @@ into a fresh folder (wall clock: start-up, W&B runs, the summary and contact she
 is then run again on the finished folder: every pair is skipped, so that second time is the fixed cost of one
 launch (imports, rendezvous, summary), and `steady` is the rate without it. Writes outputs/bench_sweep.json.
 
-    python -m nst.sweep_bench                           # 1 and 2 processes, 3 x 4 pairs at 64 px, 30 steps
-    python -m nst.sweep_bench --nprocs 1 2 4 8 --size 256 --steps 100    # e.g. on a machine with 8 GPUs
-    python -m nst.sweep_bench --batch-probe --size 64       # would optimizing pairs in a batch pay off here?
+    python -m nst.bench.sweep                           # 1 and 2 processes, 3 x 4 pairs at 64 px, 30 steps
+    python -m nst.bench.sweep --nprocs 1 2 4 8 --size 256 --steps 100    # e.g. on a machine with 8 GPUs
+    python -m nst.bench.sweep --batch-probe --size 64       # would optimizing pairs in a batch pay off here?
 
 `--batch-probe` measures only the compute a batched sweep could save: one optimization step (VGG19 forward
 and backward with the Gram losses, the precision `auto` picks) for B images at once, per image, against one
@@ -71,10 +71,10 @@ def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
     import torch
     from PIL import Image
 
-    from .hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
-    from .images import fit_size
-    from .losses import gram
-    from .vgg import load_vgg19
+    from ..runner.hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
+    from ..images import fit_size
+    from ..model.losses import gram
+    from ..model.vgg import load_vgg19
 
     accelerator = resolve_accelerator("auto")
     tune_backends(accelerator)
@@ -105,7 +105,7 @@ def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nst.sweep_bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nst.bench.sweep", description=__doc__.splitlines()[0])
     p.add_argument("--nprocs", type=int, nargs="+", default=[1, 2], help="process counts to measure")
     p.add_argument("--contents", type=int, default=3, choices=range(1, len(CONTENTS) + 1))
     p.add_argument("--styles", type=int, default=4, choices=range(1, len(STYLES) + 1))
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  batch {b:>3}: {ms:8.2f} ms per image, {r['gain_over_batch_1'][b]:.2f}x batch 1")
         return 0
 
-    from .hardware import describe_device
+    from ..runner.hardware import describe_device
     report = {"device": describe_device(), "grid": f"{args.contents} contents x {args.styles} styles",
               "size": args.size, "steps": args.steps, "weights": args.weights, "logger": args.logger,
               "overrides": args.overrides, "runs": []}

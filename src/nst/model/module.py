@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import TrainingError
-from .images import fit_size, resize_longest, style_side, to_tensor
+from ..errors import TrainingError
+from ..images import fit_size, resize_longest, style_side, to_tensor
 from .losses import content_loss, gatys_style_loss, gram, tv_loss
 from .vgg import VGG19Features
 

@@ -39,8 +39,8 @@ def _peak_mb() -> float:
 
 def worker_floor(size: int, repeats: int) -> dict:
     """VGG19 up to the deepest layer we use, forward + gradient w.r.t. the input, our precision and layout."""
-    from .config import load_config
-    from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
+    from ..config import load_config
+    from ..runner.hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 
     cfg = load_config(None, [f"data.size={size}"])
     acc = resolve_accelerator(cfg.trainer.accelerator)
@@ -54,7 +54,7 @@ def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
     import torch
     from torch import nn
 
-    from .vgg import LAYERS, load_vgg19
+    from ..model.vgg import LAYERS, load_vgg19
 
     device = "cuda" if acc == "gpu" else "cpu"
     ex = load_vgg19("caffe", last_layer="conv5_1")
@@ -91,9 +91,9 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
     """The real training loop (Trainer, module, losses, L-BFGS), timed per step by a callback."""
     import lightning as L
 
-    from .config import load_config
-    from .run import build_module, make_trainer, prepare_inputs
-    from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory
+    from ..config import load_config
+    from ..runner.run import build_module, make_trainer, prepare_inputs
+    from ..runner.hardware import resolve_accelerator, resolve_precision, reuse_freed_memory
 
     class StepTimer(L.Callback):
         def __init__(self):
@@ -126,14 +126,14 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
 def _steps_loader(n: int):
     from torch.utils.data import DataLoader
 
-    from .run import Steps
+    from ..runner.run import Steps
     return DataLoader(Steps(n), batch_size=None)
 
 
 def _content_hw(size: int) -> tuple[int, int]:
     from PIL import Image
 
-    from .images import fit_size
+    from ..images import fit_size
     with Image.open(CONTENT) as im:
         w, h = fit_size(im.size, size)
     return h, w
@@ -141,9 +141,9 @@ def _content_hw(size: int) -> tuple[int, int]:
 
 def worker_evaluate(size: int, images: list[str]) -> dict:
     """The shared float32 evaluator: our objective (default config) at `size`, for any finished images."""
-    from .config import load_config
-    from .images import open_rgb, to_tensor
-    from .run import build_module, prepare_inputs
+    from ..config import load_config
+    from ..images import open_rgb, to_tensor
+    from ..runner.run import build_module, prepare_inputs
 
     cfg = load_config(None, [f"data.size={size}", f"data.content={CONTENT}", f"data.style={STYLE}"])
     module = build_module(cfg, prepare_inputs(cfg))
@@ -165,7 +165,7 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------- the driver
 
-def _child(args: list[str], module: str = "nst.bench") -> dict:
+def _child(args: list[str], module: str = "nst.bench.speed") -> dict:
     """Run `python -m module --worker ARGS` in a fresh process; its last stdout line is JSON."""
     proc = subprocess.run([sys.executable, "-m", module, "--worker", *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    from .hardware import describe_device
+    from ..runner.hardware import describe_device
     report: dict = {"device": describe_device(), "cpu_count": os.cpu_count(), "sizes": {}}
     print(f"device: {report['device']}")
     print(f"{'size':>6} {'HxW':>10} {'floor ms':>9} {'ours ms':>8} {'ours/floor':>10} {'pastiche ms':>11} "

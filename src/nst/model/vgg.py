@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, first_line
+from ..errors import ConfigError, first_line
 
 # (block, index within block, in channels, out channels) for the 16 convolutions of VGG19.
 _CONVS = [

@@ -1,7 +1,7 @@
 """`make bench-parts`: where one evaluation's time goes, piece by piece; backs the notes in the README's Speed.
 
-    python -m nst.bench_parts              # 512 px, about two minutes on 2 CPU cores
-    python -m nst.bench_parts --size 256
+    python -m nst.bench.parts              # 512 px, about two minutes on 2 CPU cores
+    python -m nst.bench.parts --size 256
 
 Measures, at the content image's size: every VGG19 convolution up to conv5_1 (forward and input gradient, in
 the precision and memory format training uses, as GFLOP/s); the Gram products of the style layers (forward and
@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from .bench import CONTENT, MIN_BENCH_SIZE, STYLE, _child, _content_hw, write_report
+from .speed import CONTENT, MIN_BENCH_SIZE, STYLE, _child, _content_hw, write_report
 
 CL = "channels_last"
 
@@ -40,7 +40,7 @@ def convolutions(h: int, w: int, dtype) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from .vgg import _CONVS, LAYERS
+    from ..model.vgg import _CONVS, LAYERS
     rows = []
     for (block, index, cin, cout), name in zip(_CONVS, LAYERS):
         scale = 2 ** (block - 1)
@@ -61,7 +61,7 @@ def convolutions(h: int, w: int, dtype) -> list[dict]:
 def grams(h: int, w: int, dtype) -> dict:
     import torch
 
-    from .losses import gram
+    from ..model.losses import gram
     out = {}
     for layer, channels, scale in (("conv1_1", 64, 1), ("conv2_1", 128, 2), ("conv3_1", 256, 4),
                                    ("conv4_1", 512, 8), ("conv5_1", 512, 16)):
@@ -90,9 +90,9 @@ def worker_evaluation(size: int, tuned: bool) -> dict:
     """The real loss (default config, caffe weights), forward and backward, timed per evaluation."""
     import torch
 
-    from .config import load_config
-    from .hardware import resolve_precision, reuse_freed_memory
-    from .run import build_module, prepare_inputs
+    from ..config import load_config
+    from ..runner.hardware import resolve_precision, reuse_freed_memory
+    from ..runner.run import build_module, prepare_inputs
 
     cfg = load_config(None, [f"data.size={size}", "scales.min=0", f"data.content={CONTENT}", f"data.style={STYLE}"])
     module = build_module(cfg, prepare_inputs(cfg))
@@ -116,7 +116,7 @@ def worker_evaluation(size: int, tuned: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nst.bench_parts", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nst.bench.parts", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--out", default="outputs/bench_parts.json")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from .hardware import cpu_has_fast_bf16, describe_device
+    from ..runner.hardware import cpu_has_fast_bf16, describe_device
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     h, w = _content_hw(args.size)
     report: dict = {"device": describe_device(), "hw": [h, w], "dtype": str(dtype).removeprefix("torch.")}
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adding two gradients at {layer}'s size: same layout {r['same_layout_ms']:.2f} ms, "
               f"mixed layouts {r['mixed_layout_ms']:.2f} ms ({r['mixed_layout_ms'] / r['same_layout_ms']:.1f}x)")
 
-    default, tuned = (_child([str(args.size), str(int(tuned))], "nst.bench_parts") for tuned in (False, True))
+    default, tuned = (_child([str(args.size), str(int(tuned))], "nst.bench.parts") for tuned in (False, True))
     report["evaluation"] = {"glibc_default": default, "reuse_freed_memory": tuned}
     print(f"\none evaluation of the loss: {default['ms']:.0f} ms with glibc's defaults "
           f"({default['page_faults_per_evaluation']:.0f} page faults), {tuned['ms']:.0f} ms keeping freed memory "

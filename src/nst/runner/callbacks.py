@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from PIL import Image
 
-from .images import save_png
+from ..files import save_png
 
 
 def image_grid(images: list[Image.Image], height: int = 256, gap: int = 4) -> Image.Image:

@@ -17,8 +17,8 @@ import os
 
 import torch
 
-from .errors import ConfigError, first_line
-from .images import replaced_atomically
+from ..errors import ConfigError, first_line
+from ..files import replaced_atomically
 
 FILENAME = "last.ckpt"
 FORMAT = 1

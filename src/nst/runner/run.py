@@ -17,17 +17,19 @@ from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint, color
+from . import checkpoint
+
+from ..model import color
 from .callbacks import LineProgress, SnapshotWriter, StepProgressBar, WandbImageGrid
-from .config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
-from .errors import ConfigError, OutputError, TrainingError, first_line
+from ..config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
+from ..errors import ConfigError, OutputError, TrainingError, first_line
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
-from .images import (MIN_SIDE, fit_size, open_rgb, save_json, save_png, save_text, style_side, to_pil,
-                     to_tensor)
+from ..files import save_json, save_png, save_text
+from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
 from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
-from .module import Objective, Schedule, StyleTransferModule
+from ..model.module import Objective, Schedule, StyleTransferModule
 from .tracking import finish, make_logger
-from .vgg import layer_index, load_vgg19
+from ..model.vgg import layer_index, load_vgg19
 
 # Lightning warnings that do not apply to this loop, silenced around fit. A context rather than module-level
 # filters, so that it also holds where the filters get reset (pytest, some notebooks).

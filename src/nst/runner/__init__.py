@@ -1,0 +1,1 @@
+"""Running one optimization: inputs -> module -> Trainer -> outputs, with logging, checkpoints and signals."""
