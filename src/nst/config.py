@@ -66,6 +66,9 @@ class OptimConfig:
     name: str = "lbfgs"  # lbfgs | adam
     lr: float = 1.0  # lbfgs: step scale (1 is right); adam: pixel step, 0.02 is a good start
     history: int = 50  # lbfgs memory
+    # lbfgs: evaluations the first step of each scale may spend on its strong-Wolfe line search. 1: try torch's
+    # first step length and keep it if the loss falls (what torch.optim.LBFGS does with max_iter=1).
+    line_search_evals: int = 1
 
 
 @dataclass
@@ -91,6 +94,9 @@ class TrainerConfig:
     log_every_n_steps: int = 1
     enable_progress_bar: bool = True
     deterministic: bool = False
+    # cuDNN autotuning tries every algorithm for each new shape: seconds per scale and per style image size, more
+    # than it saves in a run of a few hundred steps (see README, Speed). Only used on GPUs.
+    cudnn_benchmark: bool = False
 
 
 @dataclass
@@ -120,6 +126,8 @@ class SweepConfig:
     pairs: List[Any] = field(default_factory=list)  # or explicit [content, style] pairs (instead of the above)
     name: Optional[str] = None  # W&B group of the pairs' runs (default: logger.group, else output.dir's name)
     cell: int = 256  # contact sheet: side of one square cell in pixels
+    # pairs optimized together as one batch (same target size): auto = as many as fit on a GPU, 1 on a CPU
+    batch: Any = "auto"
 
 
 @dataclass
@@ -236,6 +244,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.lr: must be positive and finite, got {cfg.optim.lr}")
     if cfg.optim.history < 1:
         raise ConfigError(f"optim.history: must be >= 1, got {cfg.optim.history}")
+    if cfg.optim.line_search_evals < 1:
+        raise ConfigError(f"optim.line_search_evals: must be >= 1, got {cfg.optim.line_search_evals}")
     if cfg.scales.min < 0:
         raise ConfigError(f"scales.min: must be >= 0, got {cfg.scales.min}")
     if cfg.scales.min and cfg.scales.factor <= 1:
@@ -281,6 +291,9 @@ def validate_sweep(sweep: DictConfig) -> None:
         raise ConfigError("sweep.name: must be a non-empty name of at most 128 characters")
     if sweep.cell < 32:
         raise ConfigError(f"sweep.cell: must be >= 32 pixels, got {sweep.cell}")
+    batch = sweep.batch
+    if batch != "auto" and not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
+        raise ConfigError(f"sweep.batch: expected auto or a number of pairs >= 1, got {batch!r}")
 
 
 def scale_sizes(cfg: DictConfig) -> list[int]:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 
-def first_line(e: BaseException, limit: int | None = None) -> str:
-    """An exception's message cut to its first line (and `limit` characters), or its type name if empty."""
+def first_line(e: BaseException, limit: int | None = None, typed: bool = False) -> str:
+    """An exception's message cut to its first line (and `limit` characters), or its type name if empty.
+
+    typed=True puts the type name first unless it is a UserError (whose message says it all): a pair that failed
+    with "RuntimeError: ..." is a bug or a machine problem, not bad input."""
     text = str(e).strip()
-    return text.splitlines()[0][:limit] if text else type(e).__name__
+    line = text.splitlines()[0][:limit] if text else ""
+    if typed and not isinstance(e, UserError):
+        return f"{type(e).__name__}: {line}" if line else type(e).__name__
+    return line or type(e).__name__
 
 
 class UserError(Exception):

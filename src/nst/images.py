@@ -43,6 +43,17 @@ def open_rgb(path: str) -> Image.Image:
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(e, 160)})") from None
 
 
+def oriented_size(path: str) -> tuple[int, int]:
+    """(width, height) of the image open_rgb would return (EXIF orientation applied), from the header alone."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except Exception as e:  # whatever open_rgb would report in detail
+        raise ImageError(f"{path}: cannot read the image ({first_line(e, 160)})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # the orientations that turn the image a quarter
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

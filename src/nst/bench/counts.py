@@ -65,3 +65,71 @@ def count_ops_and_syncs(fn: Callable[[], object], repeats: int = 1) -> tuple[flo
         for _ in range(repeats):
             fn()
     return c["ops"] / repeats, c["syncs"] / repeats
+
+
+# ----------------------------------------------------------------------------- the training loop's counts
+
+def loop_counts(size: int = 48, steps: int = 100, history: int = 50, log_every: int = 1,
+                overrides: tuple[str, ...] = ()) -> dict:
+    """Host reads and aten ops per step of the real training loop (train.py's Trainer, module, L-BFGS and
+    Telemetry), one scale, random weights; counted over every step but the first (which computes the
+    targets and makes the first-step line search)."""
+    import lightning as L
+
+    from ..config import load_config
+    from ..runner.run import loop_for, quiet_lightning, steps_loader
+
+    class CountSteps(L.Callback):
+        def __init__(self):
+            self.context, self.result = None, {}
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.global_step == 1:
+                self.context = counting()
+                self.result = self.context.__enter__()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if trainer.global_step == trainer.max_steps and self.context is not None:
+                self.context.__exit__(None, None, None)
+
+    cfg = load_config(None, [f"data.size={size}", f"trainer.max_steps={steps}", "scales.min=0", "model.weights=random",
+                             f"optim.history={history}", f"logger.log_every={log_every}", "logger.mode=offline",
+                             "trainer.enable_progress_bar=false", "output.dir=outputs/counts", *overrides])
+    counter = CountSteps()
+    module, trainer = loop_for(cfg, [counter])  # no W&B run is started: what is logged stops at the host
+    with quiet_lightning():
+        trainer.fit(module, train_dataloaders=steps_loader(steps))
+    counted = steps - 1
+    return {"size": size, "steps": counted, "history": history, "log_every": log_every,
+            "syncs_per_step": counter.result["syncs"] / counted, "ops_per_step": counter.result["ops"] / counted}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import os
+
+    from ..runner.hardware import describe_device
+    p = argparse.ArgumentParser(prog="python -m nst.bench.counts",
+                                description="Host syncs and aten ops per step of the training loop (CPU proxies).")
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--histories", type=int, nargs="+", default=[5, 50])
+    p.add_argument("--log-every", type=int, nargs="+", default=[1, 10])
+    p.add_argument("--out", default="outputs/bench_counts.json")
+    args = p.parse_args(argv)
+    rows = [loop_counts(args.size, args.steps, h, e) for h in args.histories for e in args.log_every]
+    print(f"per step of the training loop on {describe_device()}, {args.size} px, {args.steps} steps:")
+    print(f"{'history':>7} {'log_every':>9} {'host syncs':>10} {'aten ops':>9}")
+    for r in rows:
+        print(f"{r['history']:>7} {r['log_every']:>9} {r['syncs_per_step']:>10.3f} {r['ops_per_step']:>9.1f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"device": describe_device(), "rows": rows}, f, indent=2)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from .speed import CONTENT, MIN_BENCH_SIZE, STYLE, _child, _content_hw, write_report
+from .speed import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, write_report
 
 CL = "channels_last"
 
@@ -92,10 +92,10 @@ def worker_evaluation(size: int, tuned: bool) -> dict:
 
     from ..config import load_config
     from ..runner.hardware import resolve_precision, reuse_freed_memory
-    from ..runner.run import build_module, prepare_inputs
+    from ..runner.run import module_for
 
     cfg = load_config(None, [f"data.size={size}", "scales.min=0", f"data.content={CONTENT}", f"data.style={STYLE}"])
-    module = build_module(cfg, prepare_inputs(cfg))
+    module = module_for(cfg)
     bf16 = resolve_precision("auto", "cpu").startswith("bf16")
     with reuse_freed_memory(tuned) as took:
         module.enter_scale(0)
@@ -105,7 +105,7 @@ def worker_evaluation(size: int, tuned: bool) -> dict:
             target.grad = None
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss, _ = module.losses(target)
-            loss.backward()
+            loss.sum().backward()
         for _ in range(3):
             evaluation()
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..runner.hardware import cpu_has_fast_bf16, describe_device
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    h, w = _content_hw(args.size)
+    h, w = content_hw(args.size)
     report: dict = {"device": describe_device(), "hw": [h, w], "dtype": str(dtype).removeprefix("torch.")}
     print(f"device: {report['device']}; {w}x{h}, {report['dtype']}, channels_last")
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adding two gradients at {layer}'s size: same layout {r['same_layout_ms']:.2f} ms, "
               f"mixed layouts {r['mixed_layout_ms']:.2f} ms ({r['mixed_layout_ms'] / r['same_layout_ms']:.1f}x)")
 
-    default, tuned = (_child([str(args.size), str(int(tuned))], "nst.bench.parts") for tuned in (False, True))
+    default, tuned = (child([str(args.size), str(int(tuned))], "nst.bench.parts") for tuned in (False, True))
     report["evaluation"] = {"glibc_default": default, "reuse_freed_memory": tuned}
     print(f"\none evaluation of the loss: {default['ms']:.0f} ms with glibc's defaults "
           f"({default['page_faults_per_evaluation']:.0f} page faults), {tuned['ms']:.0f} ms keeping freed memory "

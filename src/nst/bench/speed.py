@@ -50,13 +50,13 @@ def worker_floor(size: int, repeats: int) -> dict:
         return _time_floor(size, repeats, acc, precision)
 
 
-def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
+def floor_network(device: str):
+    """Plain VGG19 up to conv5_1 (nn.Conv2d, nn.ReLU, nn.MaxPool2d), caffe weights, frozen, channels-last."""
     import torch
     from torch import nn
 
     from ..model.vgg import LAYERS, load_vgg19
 
-    device = "cuda" if acc == "gpu" else "cpu"
     ex = load_vgg19("caffe", last_layer="conv5_1")
     mods: list[nn.Module] = []
     for name in LAYERS[: LAYERS.index("conv5_1") + 1]:
@@ -66,8 +66,15 @@ def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
         mods += [conv, nn.ReLU()]
         if name in ("conv1_2", "conv2_2", "conv3_4", "conv4_4"):
             mods.append(nn.MaxPool2d(2))
-    net = nn.Sequential(*mods).to(device).requires_grad_(False).to(memory_format=torch.channels_last)
-    h, w = _content_hw(size)
+    return nn.Sequential(*mods).to(device).requires_grad_(False).to(memory_format=torch.channels_last)
+
+
+def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
+    import torch
+
+    device = "cuda" if acc == "gpu" else "cpu"
+    net = floor_network(device)
+    h, w = content_hw(size)
     x = torch.rand(1, 3, h, w, device=device, requires_grad=True)
     bf16 = precision.startswith("bf16")
 
@@ -92,8 +99,8 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
     import lightning as L
 
     from ..config import load_config
-    from ..runner.run import build_module, make_trainer, prepare_inputs
     from ..runner.hardware import resolve_accelerator, resolve_precision, reuse_freed_memory
+    from ..runner.run import loop_for, steps_loader
 
     class StepTimer(L.Callback):
         def __init__(self):
@@ -111,26 +118,19 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
     cfg = load_config(None, [f"data.size={size}", f"trainer.max_steps={steps}", "logger.mode=disabled",
                              "trainer.enable_progress_bar=false", f"trainer.precision={precision}", "scales.min=0",
                              f"data.content={CONTENT}", f"data.style={STYLE}"])
-    module = build_module(cfg, prepare_inputs(cfg))
     timer = StepTimer()
-    trainer = make_trainer(cfg, None, [timer])
+    module, trainer = loop_for(cfg, [timer])
     with reuse_freed_memory(resolve_accelerator("auto") == "cpu"):  # as run.py does
-        trainer.fit(module, train_dataloaders=_steps_loader(steps))
+        trainer.fit(module, train_dataloaders=steps_loader(steps))
     per_step = statistics.median(timer.times[3:])  # the first steps include the line search and warm-up
-    evals_per_step = (module.evaluations - 2) / (steps - 1)
+    evaluations = int(module.evaluations[0])
+    evals_per_step = (evaluations - 2) / (steps - 1)
     return {"ms_per_step": per_step * 1000, "ms_per_eval": per_step * 1000 / max(evals_per_step, 1.0),
-            "evaluations": module.evaluations, "peak_mb": _peak_mb(), "hw": list(module.target.shape[-2:]),
+            "evaluations": evaluations, "peak_mb": _peak_mb(), "hw": list(module.target.shape[-2:]),
             "precision": resolve_precision(precision, resolve_accelerator("auto"))}
 
 
-def _steps_loader(n: int):
-    from torch.utils.data import DataLoader
-
-    from ..runner.run import Steps
-    return DataLoader(Steps(n), batch_size=None)
-
-
-def _content_hw(size: int) -> tuple[int, int]:
+def content_hw(size: int) -> tuple[int, int]:
     from PIL import Image
 
     from ..images import fit_size
@@ -143,10 +143,10 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
     """The shared float32 evaluator: our objective (default config) at `size`, for any finished images."""
     from ..config import load_config
     from ..images import open_rgb, to_tensor
-    from ..runner.run import build_module, prepare_inputs
+    from ..runner.run import module_for
 
     cfg = load_config(None, [f"data.size={size}", f"data.content={CONTENT}", f"data.style={STYLE}"])
-    module = build_module(cfg, prepare_inputs(cfg))
+    module = module_for(cfg)
     module.compute_targets(len(module.schedule.sizes) - 1)  # float32: the normalisers give pastiche's weights
     h, w = module.size_hw(len(module.schedule.sizes) - 1)
     out = {}
@@ -154,10 +154,10 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
         im = open_rgb(path)
         if (im.height, im.width) != (h, w):
             im = im.resize((w, h))
-        out[path] = module.evaluate(to_tensor(im))
-    weights = {"content": [cfg.loss.content_weight / float(module.content_norm[k]) / len(module.content_targets)
+        [out[path]] = module.evaluate(to_tensor(im))
+    weights = {"content": [cfg.loss.content_weight / float(module.content_norm[k][0]) / len(module.content_targets)
                            for k in module.objective.content_layers],
-               "style": [cfg.loss.style_weight * lw / (4 * float(module.style_norm[k]))
+               "style": [cfg.loss.style_weight * lw / (4 * float(module.style_norm[k][0]))
                          for k, lw in zip(module.objective.style_layers, module.objective.style_layer_weights)],
                "content_layers": module.objective.content_layers, "style_layers": module.objective.style_layers}
     return {"losses": out, "pastiche_weights": weights}
@@ -165,7 +165,7 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
 
 # ----------------------------------------------------------------------------- the driver
 
-def _child(args: list[str], module: str = "nst.bench.speed") -> dict:
+def child(args: list[str], module: str = "nst.bench.speed") -> dict:
     """Run `python -m module --worker ARGS` in a fresh process; its last stdout line is JSON."""
     proc = subprocess.run([sys.executable, "-m", module, "--worker", *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -215,7 +215,7 @@ def pastiche_step_ms(size: int, steps: int) -> dict:
 
 def time_to_image(size: int, steps: int) -> dict:
     """`make run` with the default config vs pastiche's 300 L-BFGS steps on the same objective."""
-    ev = _child(["evaluate", str(size)])
+    ev = child(["evaluate", str(size)])
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         ours_png = os.path.join(tmp, "ours", "final.png")
@@ -227,7 +227,7 @@ def time_to_image(size: int, steps: int) -> dict:
                                                          "trainer.precision=32", "logger.mode=disabled"])
         out["pastiche_seconds"], out["pastiche_peak_mb"], _ = _timed(
             pastiche_cmd(size, steps, past_png, ev["pastiche_weights"], info_step=100))
-        losses = _child(["evaluate", str(size), ours_png, fp32_png, past_png])["losses"]
+        losses = child(["evaluate", str(size), ours_png, fp32_png, past_png])["losses"]
     out["ours_loss"] = losses[ours_png]["loss"]
     out["ours_fp32_loss"] = losses[fp32_png]["loss"]
     out["pastiche_loss"] = losses[past_png]["loss"]
@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'size':>6} {'HxW':>10} {'floor ms':>9} {'ours ms':>8} {'ours/floor':>10} {'pastiche ms':>11} "
           f"{'pastiche/ours':>13} {'ours MB':>8} {'pastiche MB':>11}")
     for size in args.sizes:
-        floor = _child(["floor", str(size), "5"])
-        ours = _child(["ours", str(size), str(args.steps)])
+        floor = child(["floor", str(size), "5"])
+        ours = child(["ours", str(size), str(args.steps)])
         row = {"floor": floor, "ours": ours, "ours_over_floor": ours["ms_per_eval"] / floor["ms"]}
         if not args.skip_pastiche and size <= 512:
             past = pastiche_step_ms(size, max(10, round(20 * (256 / size) ** 2)) + 1)

@@ -1,18 +1,18 @@
-"""`make bench-sweep`: sweep throughput in pairs per hour, for 1 and N processes, measured the way users run it.
+"""`make bench-sweep`: sweep throughput in pairs per hour, measured the way users run it, in three modes: one
+process, several processes (sharing the device, or one per GPU), and one process optimizing batches of pairs.
 
-Each measurement is the real command, `torchrun --nproc_per_node=N -m nst.sweep`, on the same grid of pairs
-into a fresh folder (wall clock: start-up, W&B runs, the summary and contact sheet included). The same command
-is then run again on the finished folder: every pair is skipped, so that second time is the fixed cost of one
-launch (imports, rendezvous, summary), and `steady` is the rate without it. Writes outputs/bench_sweep.json.
+Each measurement is the real command, `torchrun --nproc_per_node=N -m nst.sweep sweep.batch=B`, on the same grid
+of pairs into a fresh folder (wall clock: start-up, W&B runs, the summary and contact sheet included). The same
+command is then run again on the finished folder: every pair is skipped, so that second time is the fixed cost
+of one launch (imports, rendezvous, summary), and `steady` is the rate without it. Writes
+outputs/bench_sweep.json.
 
-    python -m nst.bench.sweep                           # 1 and 2 processes, 3 x 4 pairs at 64 px, 30 steps
-    python -m nst.bench.sweep --nprocs 1 2 4 8 --size 256 --steps 100    # e.g. on a machine with 8 GPUs
-    python -m nst.bench.sweep --batch-probe --size 64       # would optimizing pairs in a batch pay off here?
+    python -m nst.bench.sweep                           # 1x1, 2x1, 1xauto: 3 x 4 pairs at 64 px, 30 steps
+    python -m nst.bench.sweep --modes 1x1 4x1 1xauto --size 512 --steps 200    # e.g. on one GPU
+    python -m nst.bench.sweep --batch-probe --size 64       # what batching could gain per step here
 
-`--batch-probe` measures only the compute a batched sweep could save: one optimization step (VGG19 forward
-and backward with the Gram losses, the precision `auto` picks) for B images at once, per image, against one
-image at a time. It is the most batching could gain before per-pair costs (W&B runs, outputs) and the extra
-steps Adam needs over L-BFGS (docs/sweep.md).
+`--batch-probe` measures only the compute of one optimization step (VGG19 forward and backward with the Gram
+losses, the precision `auto` picks) for B images at once, per image, against one image at a time.
 """
 
 from __future__ import annotations
@@ -32,9 +32,17 @@ STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg", "assets/shipwreck.
           "assets/woman-with-hat-matisse.jpg"]
 
 
+def parse_mode(text: str) -> tuple[int, str]:
+    """"2x1": 2 processes, sweep.batch=1; "1xauto": one process, batches as large as fit."""
+    procs, _, batch = text.partition("x")
+    if not procs.isdigit() or int(procs) < 1 or not (batch == "auto" or batch.isdigit() and int(batch) >= 1):
+        raise argparse.ArgumentTypeError(f"'{text}' is not PROCESSESxBATCH (for example 1x1, 4x1 or 1xauto)")
+    return int(procs), batch
+
+
 def _launch(nproc: int, overrides: list[str], log_path: str) -> float:
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    cmd = [torchrun, f"--nproc_per_node={nproc}", "-m", "nst.sweep", "--config", "configs/sweep.yaml", *overrides]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "-m", "nst.sweep", "--config",
+           "configs/sweep.yaml", *overrides]
     start = time.perf_counter()
     with open(log_path, "a") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -44,11 +52,13 @@ def _launch(nproc: int, overrides: list[str], log_path: str) -> float:
     return seconds
 
 
-def measure(nproc: int, args: argparse.Namespace, work: str) -> dict:
-    out = os.path.join(work, f"nproc{nproc}")
-    log_path = os.path.join(work, f"nproc{nproc}.log")
+def measure(nproc: int, batch: str, args: argparse.Namespace, work: str) -> dict:
+    name = f"{nproc}x{batch}"
+    out = os.path.join(work, name)
+    log_path = os.path.join(work, f"{name}.log")
     overrides = [f"output.dir={out}", f"data.size={args.size}", f"trainer.max_steps={args.steps}",
-                 f"model.weights={args.weights}", f"logger.mode={args.logger}", f"sweep.name=bench-nproc{nproc}",
+                 f"model.weights={args.weights}", f"logger.mode={args.logger}", f"sweep.name=bench-{name}",
+                 f"sweep.batch={batch}",
                  f"sweep.contents=[{','.join(CONTENTS[:args.contents])}]",
                  f"sweep.styles=[{','.join(STYLES[:args.styles])}]", *args.overrides]
     wall = _launch(nproc, overrides, log_path)
@@ -59,7 +69,8 @@ def measure(nproc: int, args: argparse.Namespace, work: str) -> dict:
     fixed = _launch(nproc, overrides, log_path)  # everything complete: only the launch's own cost
     pairs = len(rows)
     per_pair = [float(r["total_seconds"]) for r in rows]
-    return {"nproc": nproc, "pairs": pairs, "wall_seconds": round(wall, 1), "launch_seconds": round(fixed, 1),
+    batches = sorted({int(r["batch"]) for r in rows if r["batch"]})
+    return {"mode": name, "nproc": nproc, "batch": batch, "batch_sizes": batches, "pairs": pairs, "wall_seconds": round(wall, 1), "launch_seconds": round(fixed, 1),
             "pairs_per_hour": round(pairs / wall * 3600), "steady_pairs_per_hour": round(pairs / max(wall - fixed, 1e-9) * 3600),
             "mean_pair_seconds": round(sum(per_pair) / pairs, 2)}
 
@@ -106,7 +117,8 @@ def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nst.bench.sweep", description=__doc__.splitlines()[0])
-    p.add_argument("--nprocs", type=int, nargs="+", default=[1, 2], help="process counts to measure")
+    p.add_argument("--modes", type=parse_mode, nargs="+", default=[(1, "1"), (2, "1"), (1, "auto")],
+                   help="PROCESSESxBATCH to measure: 1x1, 4x1 (four processes share the device), 1xauto")
     p.add_argument("--contents", type=int, default=3, choices=range(1, len(CONTENTS) + 1))
     p.add_argument("--styles", type=int, default=4, choices=range(1, len(STYLES) + 1))
     p.add_argument("--size", type=int, default=64)
@@ -132,14 +144,15 @@ def main(argv: list[str] | None = None) -> int:
               "overrides": args.overrides, "runs": []}
     print(f"sweep throughput on {report['device']}: {report['grid']}, {args.size} px, {args.steps} steps, "
           f"{args.weights} weights, W&B {args.logger}")
-    print(f"{'procs':>5} {'pairs':>5} {'wall s':>7} {'launch s':>8} {'pairs/h':>8} {'steady pairs/h':>14} "
-          f"{'s/pair':>7}", flush=True)
+    print(f"{'procs':>5} {'batch':>7} {'pairs':>5} {'wall s':>7} {'launch s':>8} {'pairs/h':>8} "
+          f"{'steady pairs/h':>14} {'s/pair':>7}", flush=True)
     work = tempfile.mkdtemp(prefix="nst-bench-sweep-")
     try:
-        for nproc in args.nprocs:
-            r = measure(nproc, args, work)
+        for nproc, batch in args.modes:
+            r = measure(nproc, batch, args, work)
             report["runs"].append(r)
-            print(f"{r['nproc']:>5} {r['pairs']:>5} {r['wall_seconds']:>7.1f} {r['launch_seconds']:>8.1f} "
+            sizes = "/".join(map(str, r["batch_sizes"])) if batch == "auto" else batch
+            print(f"{r['nproc']:>5} {sizes:>7} {r['pairs']:>5} {r['wall_seconds']:>7.1f} {r['launch_seconds']:>8.1f} "
                   f"{r['pairs_per_hour']:>8} {r['steady_pairs_per_hour']:>14} {r['mean_pair_seconds']:>7.2f}",
                   flush=True)
     finally:
@@ -153,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
-    print(f"speed-up over {report['runs'][0]['nproc']} process(es): "
-          + ", ".join(f"{r['nproc']}: {r['speedup']:.2f}x" for r in report["runs"]) + f"\nwrote {args.out}")
+    print(f"speed-up over {report['runs'][0]['mode']}: "
+          + ", ".join(f"{r['mode']}: {r['speedup']:.2f}x" for r in report["runs"]) + f"\nwrote {args.out}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Loss terms of Gatys et al.: Gram matrices, content, style and total variation.
+"""Loss terms of Gatys et al.: Gram matrices, content, style and total variation, one value per image of a batch.
 
 Losses are float32 with autocast off. The Gram product itself runs in the features' precision when that is
 bfloat16 (float32 accumulation, float32 range; it is half the cost of a VGG pass in float32), and in float32
@@ -39,23 +39,24 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 
 def gatys_style_loss(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
-    """E_l = sum((G - A)^2) / (4 N^2 M^2) for unnormalised Grams, written for Grams already divided by M."""
-    return ((g - a) ** 2).sum() / (4.0 * n * n)
+    """E_l = sum((G - A)^2) / (4 N^2 M^2) per image [B], for Grams [B, N, N] already divided by M."""
+    return ((g - a) ** 2).sum((1, 2)) / (4.0 * n * n)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared feature error (the paper's 1/2 sum, divided by the element count so size does not matter).
+    """Mean squared feature error per image [B] (the paper's 1/2 sum, divided by the element count so size does
+    not matter).
 
     Computed on [B, H, W, C] views: for channels_last features they are contiguous, so the gradient comes back
     channels_last too. Done on [B, C, H, W] the gradient comes back in the other layout, and adding it to the
     deeper layers' gradient costs ten times a plain add.
     """
     f, t = features.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
-    return ((f.float() - t) ** 2).mean()
+    return ((f.float() - t) ** 2).mean((1, 2, 3))
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of neighbouring pixels: smooths high-frequency noise."""
+    """Mean squared difference of neighbouring pixels per image [B]: smooths high-frequency noise."""
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
-    return (dx ** 2).mean() + (dy ** 2).mean()
+    return (dx ** 2).mean((1, 2, 3)) + (dy ** 2).mean((1, 2, 3))

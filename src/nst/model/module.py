@@ -1,9 +1,16 @@
-"""The LightningModule: the target image is the only parameter; the frozen VGG19 only describes images.
+"""The LightningModule: a batch of target images is the only parameter; the frozen VGG19 only describes images.
 
-Optimization is manual so that one module can run coarse-to-fine: at each new scale the target is
-upsampled in place (the optimizer keeps the same parameter object), the content/style targets are recomputed
-at the new size, and the optimizer state is carried (Adam) or restarted (L-BFGS, whose history is tied to
-the old size).
+One module makes B pictures at once (B = 1 for `train.py`). Row b of the target has its own content, styles,
+loss normalisers and (with L-BFGS) its own curvature pairs and step lengths, so a picture comes out the same
+alone or in a batch. Coarse to fine: at each new scale the target is upsampled in place, the content and style
+targets are recomputed at the new size, and the optimizer state is carried (Adam) or restarted (L-BFGS, whose
+history belongs to the old size).
+
+A step never reads a number back from the device (on a GPU that would wait for all queued work). The loss
+parts of the steps that are logged or shown, and the pictures' health (a NaN or Inf loss or image), are kept
+on the device in `records` and `status`; the Telemetry callback moves them to the host in one transfer now and
+then. A picture whose loss or image stops being finite is put back to its last finite image and frozen there;
+the host learns of it at the next transfer and fails that picture alone.
 """
 
 from __future__ import annotations
@@ -19,14 +26,26 @@ from PIL import Image
 from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
 from .losses import content_loss, gatys_style_loss, gram, tv_loss
+from .optim import BatchLBFGS
 from .vgg import VGG19Features
 
-LINE_SEARCH = "strong_wolfe"
+HEALTHY, BAD_LOSS, BAD_IMAGE = 0, 1, 2  # what went bad (the second column of `bad`)
+
+
+@dataclass
+class Picture:
+    """The inputs of one picture (one row of the batch)."""
+    content: Image.Image
+    styles: list[Image.Image]
+    blend: list[float]  # one weight per style, summing to 1
+    init: str | Image.Image  # content | noise | style | an image
+    seed: int = 0
+    style_scale: float = 1.0  # the style images' longest side relative to the target's
 
 
 @dataclass
 class Objective:
-    """What is optimized: layers, weights, and how the loss is normalised."""
+    """What is optimized: layers, weights, and how the loss is normalised (the same for every picture)."""
     content_layers: list[str]
     style_layers: list[str]
     style_layer_weights: list[float]  # sums to 1
@@ -34,6 +53,11 @@ class Objective:
     style_weight: float
     tv_weight: float
     normalize: bool
+
+    @property
+    def part_names(self) -> list[str]:
+        """The loss parts in the order of a record's columns."""
+        return ["loss", "content_loss", "style_loss", "tv_loss"] + [f"style/{k}" for k in self.style_layers]
 
 
 @dataclass
@@ -50,77 +74,133 @@ class Schedule:
         return len(self.steps) - 1
 
 
+@dataclass
+class OptimizerSettings:
+    name: str = "lbfgs"  # lbfgs | adam
+    lr: float = 1.0
+    history: int = 50  # L-BFGS memory
+    line_search_evals: int = 1  # L-BFGS: evaluations a scale's first step may spend on its line search
+
+
+@dataclass
+class Recording:
+    """Which steps' numbers and images the host will want (the rest never leave the device)."""
+    max_steps: int
+    log_every: int = 1  # W&B loss logs
+    lines: int = 10  # progress updates per run
+    image_every: int = 0  # W&B image grids
+    save_every: int = 0  # step_NNNNN.png snapshots
+
+    @property
+    def progress_every(self) -> int:
+        return max(1, self.max_steps // self.lines)
+
+    def logged(self, step: int) -> bool:
+        """Step `step` (0-based, before it runs) goes to W&B."""
+        return step % self.log_every == 0 or step + 1 == self.max_steps
+
+    def shown(self, step: int) -> bool:
+        """Its numbers update the progress display (named by the step count after it, as Lightning does)."""
+        return (step + 1) % self.progress_every == 0 or step + 1 == self.max_steps
+
+    def image_after(self, step: int) -> bool:
+        done = step + 1
+        return bool((self.image_every and done % self.image_every == 0 and done < self.max_steps)
+                    or (self.save_every and done % self.save_every == 0))
+
+
 class StyleTransferModule(L.LightningModule):
-    def __init__(self, extractor: VGG19Features, content: Image.Image, styles: list[Image.Image],
-                 style_blend: list[float], objective: Objective, schedule: Schedule, init: str | Image.Image,
-                 optim_name: str = "lbfgs", lr: float = 1.0, history: int = 50, style_scale: float = 1.0,
-                 seed: int = 0, log_every: int = 1):
+    def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], objective: Objective,
+                 schedule: Schedule, optimizer: OptimizerSettings, recording: Recording):
         super().__init__()
         self.automatic_optimization = False
         self.extractor = extractor
-        self.content_image = content
-        self.style_images = styles
-        self.style_blend = [w / sum(style_blend) for w in style_blend]
+        self.pictures = pictures
         self.objective = objective
         self.schedule = schedule
-        self.optim_name, self.lr, self.history = optim_name, lr, history
-        self.style_scale = style_scale
-        self.log_every = log_every
-        self.evaluations = 0
-        self.initial_loss: float | None = None  # the loss of the initial image, for "how far did it fall"
+        self.optim = optimizer
+        self.recording = recording
+        first = [self.size_hw(0, p) for p in pictures]
+        if len(set(first)) != 1 or len({tuple(self.size_hw(s, p) for s in range(len(schedule.sizes)))
+                                        for p in pictures}) != 1:
+            raise ValueError("the pictures of a batch must have the same size at every scale")
+        self.target = torch.nn.Parameter(torch.cat([self._initial_image(p) for p in pictures]))
+        b = len(pictures)
+        # Per-picture state on the device (non-persistent buffers: they follow the module, never a checkpoint).
+        for name, value in (("last_good", self.target.detach().clone()), ("alive", torch.ones(b, dtype=torch.bool)),
+                            ("good_steps", torch.zeros(b)),
+                            ("bad", torch.tensor([[-1.0, HEALTHY, 0.0]]).repeat(b, 1)),  # step, BAD_*, the loss
+                            ("evaluations", torch.zeros(b)), ("initial_loss", torch.full((b,), float("nan")))):
+            self.register_buffer(name, value, persistent=False)
+        self.records: list[tuple[int, torch.Tensor]] = []  # (step, [B, parts + 1]) awaiting transfer
+        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (steps done, [B, 3, H, W]) awaiting transfer
         self.scale_index = -1  # no targets computed yet
-        self.last_parts: dict[str, float] = {}
-        self.target = torch.nn.Parameter(self._initial_image(init, seed, schedule.sizes[0]))
-        self.last_good = self.target.detach().clone()  # the image after `good_steps` finite steps
-        self.good_steps = 0
+        self.start_step = 0  # > 0 when resumed
         self.seconds_before = 0.0  # optimization time of the runs this one resumes
         self.fit_start: float | None = None
 
-    # ------------------------------------------------------------------ images and targets
-    def _initial_image(self, init: str | Image.Image, seed: int, longest: int) -> torch.Tensor:
-        w, h = fit_size(self.content_image.size, longest)
-        if isinstance(init, Image.Image):
-            return to_tensor(init.resize((w, h), Image.Resampling.LANCZOS))
-        if init == "noise":
-            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
-        if init == "style":
-            return to_tensor(self.style_images[0].resize((w, h), Image.Resampling.LANCZOS))
-        return to_tensor(self.content_image.resize((w, h), Image.Resampling.LANCZOS))
+    @property
+    def batch_size(self) -> int:
+        return len(self.pictures)
 
-    def size_hw(self, scale: int) -> tuple[int, int]:
-        w, h = fit_size(self.content_image.size, self.schedule.sizes[scale])
+    # ------------------------------------------------------------------ images and targets
+    def size_hw(self, scale: int, picture: Picture | None = None) -> tuple[int, int]:
+        w, h = fit_size((picture or self.pictures[0]).content.size, self.schedule.sizes[scale])
         return h, w
+
+    def _initial_image(self, p: Picture) -> torch.Tensor:
+        h, w = self.size_hw(0, p)
+        if isinstance(p.init, Image.Image):
+            return to_tensor(p.init.resize((w, h), Image.Resampling.LANCZOS))
+        if p.init == "noise":
+            return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(p.seed))
+        source = p.styles[0] if p.init == "style" else p.content
+        return to_tensor(source.resize((w, h), Image.Resampling.LANCZOS))
 
     def content_at(self, scale: int) -> torch.Tensor:
         h, w = self.size_hw(scale)
-        return to_tensor(self.content_image.resize((w, h), Image.Resampling.LANCZOS)).to(self.device)
+        return torch.cat([to_tensor(p.content.resize((w, h), Image.Resampling.LANCZOS)) for p in self.pictures]
+                         ).to(self.device)
 
-    def _style_tensors(self, scale: int) -> list[torch.Tensor]:
-        longest = style_side(self.schedule.sizes[scale], self.style_scale)
-        return [to_tensor(resize_longest(s, longest, "style image")).to(self.device) for s in self.style_images]
+    def style_at(self, style: Image.Image, longest: int) -> torch.Tensor:
+        return to_tensor(resize_longest(style, longest, "style image")).to(self.device)
+
+    def style_side(self, scale: int, picture: Picture | None = None) -> int:
+        """The style images' longest side at this scale."""
+        return style_side(self.schedule.sizes[scale], (picture or self.pictures[0]).style_scale)
 
     @torch.no_grad()
     def compute_targets(self, scale: int) -> None:
-        """Content features and blended style Grams at this scale's size, in the training precision."""
+        """Content features and blended style Grams of every picture at this scale, in the training precision."""
         obj = self.objective
         content_feats = self.extractor(self.content_at(scale), obj.content_layers)
         self.content_targets = {k: v.float() for k, v in content_feats.items()}
-        grams = {k: 0.0 for k in obj.style_layers}
-        for weight, style in zip(self.style_blend, self._style_tensors(scale)):
-            feats = self.extractor(style, obj.style_layers)
-            with torch.autocast(self.device.type, enabled=False):
+        grams: dict[str, list[torch.Tensor]] = {k: [] for k in obj.style_layers}
+        cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # a style shared by several pictures
+        for p in self.pictures:
+            longest = self.style_side(scale, p)
+            blended = {k: 0.0 for k in obj.style_layers}
+            for weight, style in zip(p.blend, p.styles):
+                key = (id(style), longest)
+                if key not in cache:
+                    feats = self.extractor(self.style_at(style, longest), obj.style_layers)
+                    with torch.autocast(self.device.type, enabled=False):
+                        cache[key] = {k: gram(feats[k]) for k in obj.style_layers}
                 for k in obj.style_layers:
-                    grams[k] = grams[k] + weight * gram(feats[k])
+                    blended[k] = blended[k] + weight * cache[key][k]
+            for k in obj.style_layers:
+                grams[k].append(blended[k])
         # A weighted sum of losses against several Grams has the gradient of one loss against their blend.
-        self.style_targets = grams
-        # Normalisers: a layer's loss is divided by what it would be for an all-zero feature map.
-        self.content_norm = {k: (v ** 2).mean().clamp_min(1e-12) if obj.normalize else torch.tensor(1.0)
+        self.style_targets = {k: torch.cat(v) for k, v in grams.items()}
+        # Normalisers, per picture: a layer's loss divided by what it would be for an all-zero feature map.
+        ones = torch.ones(self.batch_size, device=self.device)
+        self.content_norm = {k: v.square().flatten(1).mean(1).clamp_min(1e-12) if obj.normalize else ones
                              for k, v in self.content_targets.items()}
         self.style_norm = {k: gatys_style_loss(torch.zeros_like(g), g, g.shape[-1]).clamp_min(1e-12)
-                           if obj.normalize else torch.tensor(1.0) for k, g in grams.items()}
+                           if obj.normalize else ones for k, g in self.style_targets.items()}
 
     def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its parts (weighted as they enter the total) for an RGB [0, 1] image."""
+        """Per-picture total loss [B] and its parts (each [B], weighted as they enter the total)."""
         obj = self.objective
         layers = list(dict.fromkeys(obj.content_layers + obj.style_layers))
         feats = self.extractor(image, layers)
@@ -134,7 +214,7 @@ class StyleTransferModule(L.LightningModule):
                 layer = w * gatys_style_loss(g, self.style_targets[k], g.shape[-1]) / self.style_norm[k]
                 parts[f"style/{k}"] = obj.style_weight * layer
                 style_total = style_total + layer
-            t = tv_loss(image.float()) if obj.tv_weight > 0 else image.new_zeros(())
+            t = tv_loss(image.float()) if obj.tv_weight > 0 else image.new_zeros(image.shape[0])
             parts["content_loss"] = obj.content_weight * c
             parts["style_loss"] = obj.style_weight * style_total
             parts["tv_loss"] = obj.tv_weight * t
@@ -159,10 +239,8 @@ class StyleTransferModule(L.LightningModule):
         if self._trainer is None:
             return
         opt = self.optimizers().optimizer
-        if isinstance(opt, torch.optim.LBFGS):
-            opt.state.clear()  # curvature pairs of another size are meaningless
-            opt._numel_cache = None
-            opt.param_groups[0]["line_search_fn"] = LINE_SEARCH
+        if isinstance(opt, BatchLBFGS):
+            opt.reset()  # curvature pairs of another size are meaningless
             return
         for state in opt.state.values():  # Adam: upsample the moments (crowsonkb's carry-over)
             for key in ("exp_avg", "exp_avg_sq"):
@@ -173,6 +251,7 @@ class StyleTransferModule(L.LightningModule):
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_start(self) -> None:
         self.fit_start = time.time()
+        self.start_step = self.global_step
 
     @property
     def optimize_seconds(self) -> float:
@@ -180,13 +259,13 @@ class StyleTransferModule(L.LightningModule):
         return self.seconds_before + (time.time() - self.fit_start if self.fit_start is not None else 0.0)
 
     def configure_optimizers(self):
-        if self.optim_name == "lbfgs":
-            # One iteration per step and no early stop: we run the steps the user asked for. The first step
-            # of each scale uses a strong-Wolfe line search (the plain rule makes it vanishingly small for
-            # 10^5..10^6 pixels and L-BFGS then never recovers); after it, unit steps need one evaluation each.
-            return torch.optim.LBFGS([self.target], lr=self.lr, max_iter=1, history_size=self.history,
-                                     tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=LINE_SEARCH)
-        return torch.optim.Adam([self.target], lr=self.lr)
+        o = self.optim
+        if o.name == "lbfgs":
+            # One iteration per step: we run the steps the user asked for. Each picture's first step of a scale
+            # searches along the gradient (torch's first-step length, min(1, 1/|g|_1) * lr, is tiny for 10^5..10^6
+            # pixels); after it, unit steps need one evaluation each.
+            return BatchLBFGS([self.target], lr=o.lr, history_size=o.history, line_search_evals=o.line_search_evals)
+        return torch.optim.Adam([self.target], lr=o.lr)
 
     def training_step(self, batch, batch_idx):
         step = self.global_step
@@ -194,21 +273,17 @@ class StyleTransferModule(L.LightningModule):
         if scale != self.scale_index:
             self.enter_scale(scale)
         opt = self.optimizers()
-        box: dict[str, dict[str, torch.Tensor]] = {}
+        first: dict[str, torch.Tensor] = {}
+        keep = self.alive.to(self.target.dtype)[:, None, None, None]
 
         def closure():
             opt.zero_grad()
             loss, parts = self.losses(self.target)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {step} "
-                                    f"(lower optim.lr or the loss weights)")
-            self.manual_backward(loss)
-            self.evaluations += 1
-            if self.initial_loss is None:
-                self.initial_loss = loss.item()
-            if "parts" not in box:
-                box["parts"] = parts
-            return loss
+            self.manual_backward(loss.sum())
+            self.target.grad.mul_(keep)  # a failed picture stays where it is
+            if not first:
+                first.update({k: v.detach() for k, v in parts.items()})
+            return loss.detach()
 
         try:
             opt.step(closure=closure)
@@ -216,37 +291,58 @@ class StyleTransferModule(L.LightningModule):
             if "overflow" not in str(e):
                 raise
             raise TrainingError(f"the update overflowed float32 at step {step} (lower optim.lr)") from None
-        if self.optim_name == "lbfgs":
-            opt.optimizer.param_groups[0]["line_search_fn"] = None
-        if self.optim_name == "adam":
-            with torch.no_grad():
+        with torch.no_grad():
+            if self.optim.name == "adam":
                 self.target.clamp_(0, 1)
-        if not torch.isfinite(self.target).all():
-            raise TrainingError(f"the image became NaN/Inf at step {step} (lower optim.lr or the loss weights)")
-        self.last_good = self.target.detach().clone()
-        self.good_steps = step + 1
-        self.last_parts = {k: float(v.detach()) for k, v in box["parts"].items()}
-        # The progress bar gets the loss through self.log; the logger gets every part directly (Lightning's
-        # self.log bookkeeping per key costs more than the loss terms themselves at small sizes).
-        self.log("loss", self.last_parts["loss"], prog_bar=True, logger=False, on_step=True)
-        if self.logger is not None and (step % self.log_every == 0 or step + 1 == self.trainer.max_steps):
-            metrics = {**self.last_parts, "scale": float(self.schedule.sizes[scale]),
-                       "evaluations": float(self.evaluations)}
-            self.logger.log_metrics(metrics, step=step)
+            inner = opt.optimizer
+            self.evaluations += inner.last_evaluations if isinstance(inner, BatchLBFGS) else 1.0
+            self._check_health(step, first["loss"])
+            if step == self.start_step == 0:
+                self.initial_loss.copy_(first["loss"])
+            self._record(step, scale, first)
 
-    # ------------------------------------------------------------------ checkpoints (see checkpoint.py)
+    @torch.no_grad()
+    def _check_health(self, step: int, loss: torch.Tensor) -> None:
+        """A picture whose loss (at the start of the step) or image (after it) is not finite goes back to its last
+        finite image and stays there; the step, what went bad and the loss are kept for the error message."""
+        loss_ok = torch.isfinite(loss)
+        finite = loss_ok & torch.isfinite(self.target.sum((1, 2, 3)))  # a sum is finite iff every pixel is
+        newly_bad = (self.alive & ~finite)[:, None]
+        what = torch.where(loss_ok, float(BAD_IMAGE), float(BAD_LOSS))
+        self.bad = torch.where(newly_bad, torch.stack([torch.full_like(loss, step), what, loss], 1), self.bad)
+        self.alive &= finite
+        self.target.copy_(torch.where(self.alive[:, None, None, None], self.target, self.last_good))
+        self.last_good.copy_(self.target)
+        self.good_steps = torch.where(self.alive, float(step + 1), self.good_steps)
+
+    def _record(self, step: int, scale: int, parts: dict[str, torch.Tensor]) -> None:
+        rec = self.recording
+        if rec.logged(step) or rec.shown(step):
+            columns = [parts[k].float() for k in self.objective.part_names] + [self.evaluations]
+            self.records.append((step, torch.stack(columns, 1)))
+        if rec.image_after(step):
+            self.snapshots.append((step + 1, self.target.detach().clone()))
+
+    def status(self) -> torch.Tensor:
+        """[B, 6]: alive, good_steps, the bad step, what went bad, the bad loss, evaluations (read with the
+        records)."""
+        return torch.cat([self.alive[:, None].float(), self.good_steps[:, None], self.bad, self.evaluations[:, None]], 1)
+
+    # ------------------------------------------------------------------ checkpoints (see runner/checkpoint.py)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["nst"] = {"format": 1, "step": int(self.global_step), "shape": list(self.target.shape),
-                             "optim": self.optim_name, "evaluations": int(self.evaluations),
-                             "initial_loss": self.initial_loss, "seconds": self.optimize_seconds}
-        if self.optim_name == "lbfgs":
-            # Drop the history (2 x optim.history image-sized vectors): a resumed run restarts its curvature
-            # estimate, with the line search that every fresh start needs. These are copies: the live
-            # optimizer is untouched.
+        """A batch's checkpoint, with per-picture lists in "nst"; runner/checkpoint.py splits it into one file
+        per picture. L-BFGS keeps no history (2 x optim.history image-sized vectors): a resumed run restarts
+        its curvature estimate with the line search that every fresh start does. These are copies: the live
+        optimizer is untouched."""
+        evaluations = self.evaluations.tolist()
+        initial = self.initial_loss.tolist()
+        checkpoint["nst"] = {"format": 1, "step": int(self.global_step), "shape": [1, *self.target.shape[1:]],
+                             "optim": self.optim.name, "evaluations": [int(e) for e in evaluations],
+                             "initial_loss": [None if v != v else v for v in initial],
+                             "seconds": self.optimize_seconds}
+        if self.optim.name == "lbfgs":
             for state in checkpoint.get("optimizer_states", []):
                 state["state"] = {}
-                for group in state["param_groups"]:
-                    group["line_search_fn"] = LINE_SEARCH
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Before the state_dict is loaded: give the target the checkpoint's shape (it may be a later scale)."""
@@ -255,20 +351,22 @@ class StyleTransferModule(L.LightningModule):
         with torch.no_grad():
             self.target.data = torch.empty(saved.shape, dtype=self.target.dtype, device=self.target.device)
         self.last_good = saved.detach().to(self.target.dtype).clone()
-        self.good_steps = int(meta.get("step", 0))
+        self.good_steps.fill_(float(meta.get("step", 0)))
         self.scale_index = -1  # the first step recomputes the content and style targets at its scale
-        self.evaluations = int(meta.get("evaluations", 0))
-        self.initial_loss = meta.get("initial_loss")
+        self.evaluations.copy_(torch.tensor([float(e) for e in meta.get("evaluations", [0] * self.batch_size)]))
+        self.initial_loss.copy_(torch.tensor([float("nan") if v is None else v
+                                              for v in meta.get("initial_loss", [None] * self.batch_size)]))
         self.seconds_before = float(meta.get("seconds", 0.0))
         for state in checkpoint.get("optimizer_states", []):
             for group in state["param_groups"]:  # this config's settings win over the checkpoint's
-                group["lr"] = self.lr
-                if self.optim_name == "lbfgs":
-                    group["history_size"] = self.history
+                group["lr"] = self.optim.lr
+                if self.optim.name == "lbfgs":
+                    group["history_size"] = self.optim.history
+                    group["line_search_evals"] = self.optim.line_search_evals
 
     @torch.no_grad()
-    def evaluate(self, image: torch.Tensor | None = None) -> dict[str, float]:
-        """Float32 loss parts of an image (default: the target) at the last scale, against float32 targets.
+    def evaluate(self, image: torch.Tensor | None = None) -> list[dict[str, float]]:
+        """Float32 loss parts of each picture (default: the target) at the last scale, against float32 targets.
 
         Reduced-precision training computes its targets in that precision; recomputing them here makes final
         numbers comparable across precisions and with other tools' images.
@@ -277,5 +375,6 @@ class StyleTransferModule(L.LightningModule):
         with torch.autocast(self.device.type, enabled=False):
             self.compute_targets(len(self.schedule.sizes) - 1)
             _, parts = self.losses(image.float())
-        return {k: float(v) for k, v in parts.items()}
-
+        names = list(parts)
+        rows = torch.stack([parts[k] for k in names], 1).tolist()
+        return [dict(zip(names, row)) for row in rows]

@@ -112,9 +112,10 @@ class BatchLBFGS(torch.optim.Optimizer):
         ys = (y * s).sum(1)
         keep = ys > CURVATURE_EPS
         rows = torch.arange(hist.shape[0], device=hist.device)
-        hist[rows, ptr] = torch.where(keep[:, None], s, hist[rows, ptr])
-        hist[rows, ptr + m] = torch.where(keep[:, None], y, hist[rows, ptr + m])
-        dots = torch.bmm(hist, torch.stack([s, y], 2))  # [B, 2m, 2]: every slot's s and y against the new pair
+        pair = hist.view(hist.shape[0], 2, m, -1)  # [B, (s, y), slot, n]
+        new = torch.stack([s, y], 1)
+        pair[rows, :, ptr] = torch.where(keep[:, None, None], new, pair[rows, :, ptr])
+        dots = torch.bmm(hist, new.transpose(1, 2))  # [B, 2m, 2]: every slot's s and y against the new pair
         s_new_y, s_y_new, y_y_new = dots[:, m:, 0], dots[:, :m, 1], dots[:, m:, 1]
         slot = (torch.arange(m, device=hist.device) == ptr[:, None]) & keep[:, None]  # [B, m]
         row, col = slot[:, :, None], slot[:, None, :]

@@ -1,15 +1,21 @@
-"""Callbacks: image grids to W&B, periodic snapshots to disk, progress on a terminal or in a log."""
+"""What a run does with the numbers and images that Telemetry brings from the device: W&B logs and image grids,
+step_NNNNN.png snapshots, and the progress display (a bar on a terminal, plain lines in a log)."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+from concurrent.futures import Future
+from typing import Callable, Optional
 
-import lightning as L
-from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+import torch
 from PIL import Image
 
 from ..files import save_png
+from .telemetry import Sink
+
+Render = Callable[[torch.Tensor], Image.Image]  # a target row [1, 3, H, W] -> the picture it stands for
 
 
 def image_grid(images: list[Image.Image], height: int = 256, gap: int = 4) -> Image.Image:
@@ -25,79 +31,141 @@ def image_grid(images: list[Image.Image], height: int = 256, gap: int = 4) -> Im
     return grid
 
 
-class WandbImageGrid(L.Callback):
-    """Logs content | style | current target every `every` steps and at the end (uint8 PIL, never float)."""
+class WandbSink(Sink):
+    """Each picture's W&B run gets its loss parts at the logged steps and content | style | target grids.
 
-    def __init__(self, every: int, render):
-        self.every = every
-        self.render = render  # target tensor -> displayable PIL image (e.g. with colour restored)
+    A run may still be starting (a Future: the first steps do not wait for W&B); what it should log waits in a
+    queue until the run is there."""
 
-    def _log(self, trainer: L.Trainer, module) -> None:
-        if trainer.logger is None or not hasattr(trainer.logger, "log_image"):
+    def __init__(self, runs: list, renders: list[Render], contents: list[Image.Image], styles: list[Image.Image],
+                 logged: Callable[[int], bool], scale_of: Callable[[int], int]):
+        self.runs, self.renders, self.contents, self.styles = runs, renders, contents, styles
+        self.logged, self.scale_of = logged, scale_of
+        self.alive = [True] * len(runs)
+        self.queued: list[list[tuple[dict, int]]] = [[] for _ in runs]
+
+    def send(self, b: int, data: dict, step: int, wait: bool = False) -> None:
+        self.queued[b].append((data, step))
+        if wait or not isinstance(self.runs[b], Future) or self.runs[b].done():
+            self.ready(b)
+
+    def ready(self, b: int):
+        """Picture b's run, once started, with everything queued for it logged."""
+        if isinstance(self.runs[b], Future):
+            self.runs[b] = self.runs[b].result()
+        for data, step in self.queued[b]:
+            self.runs[b].log(data, step=step)
+        self.queued[b].clear()
+        return self.runs[b]
+
+    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
+        if not self.logged(step):
             return
-        height = min(256, module.target.shape[-2])
-        grid = image_grid([module.content_image, module.style_images[0], self.render(module.target)], height)
-        trainer.logger.log_image(key="progress", images=[grid], step=trainer.global_step,
-                                 caption=[f"step {trainer.global_step}: content | style | target"])
+        for b, (run, values) in enumerate(zip(self.runs, parts)):
+            if run is not None and self.alive[b]:
+                self.send(b, {**values, "scale": float(self.scale_of(step))}, step)
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if self.every and step % self.every == 0 and step < trainer.max_steps:
-            self._log(trainer, module)
+    def on_image(self, steps_done: int, images: torch.Tensor) -> None:
+        for b, run in enumerate(self.runs):
+            if run is not None and self.alive[b]:
+                self.log_grid(b, self.renders[b](images[b:b + 1]), steps_done)
 
-    def on_train_end(self, trainer, module):
-        self._log(trainer, module)
+    def log_grid(self, b: int, result: Image.Image, steps_done: int, wait: bool = False) -> None:
+        import wandb  # only when logging: it takes half a second to import
+        grid = image_grid([self.contents[b], self.styles[b], result], min(256, result.height))
+        self.send(b, {"progress": wandb.Image(grid, caption=f"step {steps_done}: content | style | target")},
+                  steps_done, wait)
 
-
-class SnapshotWriter(L.Callback):
-    """Writes step_NNNNN.png into the run folder every `every` steps (a time-lapse of the optimization)."""
-
-    def __init__(self, every: int, folder: str, render):
-        self.every, self.folder, self.render = every, folder, render
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0:
-            save_png(self.render(module.target), os.path.join(self.folder, f"step_{trainer.global_step:05d}.png"))
+    def on_health(self, health) -> None:
+        self.alive = [h.alive for h in health]
 
 
-class StepProgressBar(TQDMProgressBar):
-    """One bar over all steps with the current loss; no epochs or version numbers (there are none)."""
+class SnapshotSink(Sink):
+    """step_NNNNN.png in each picture's folder every `every` steps: a time-lapse of the optimization."""
 
-    def on_train_epoch_start(self, trainer, *args):
-        super().on_train_epoch_start(trainer, *args)
-        self.train_progress_bar.set_description("stylizing")
+    def __init__(self, every: int, folders: list[str], renders: list[Render]):
+        self.every, self.folders, self.renders = every, folders, renders
+        self.alive = [True] * len(folders)
 
-    def get_metrics(self, trainer, module):
-        metrics = super().get_metrics(trainer, module)
-        metrics.pop("v_num", None)
-        return metrics
+    def on_image(self, steps_done: int, images: torch.Tensor) -> None:
+        if steps_done % self.every:
+            return
+        for b, folder in enumerate(self.folders):
+            if self.alive[b]:
+                save_png(self.renders[b](images[b:b + 1]), os.path.join(folder, f"step_{steps_done:05d}.png"))
+
+    def on_health(self, health) -> None:
+        self.alive = [h.alive for h in health]
 
 
-class LineProgress(ProgressBar):
-    """Progress for logs and sweeps: a plain line every tenth of the run, where a redrawn bar would pile up.
+def _mean_loss(parts: list[dict[str, float]], alive: list[bool]) -> float:
+    losses = [p["loss"] for p, ok in zip(parts, alive) if ok]
+    return sum(losses) / len(losses) if losses else float("nan")
 
-    A terminal gets StepProgressBar; a log file (stdout not a terminal) or several sweep processes sharing one
-    console get this, each line labelled.
-    """
 
-    def __init__(self, label: str = "", lines: int = 10):
-        super().__init__()
+class ProgressBar(Sink):
+    """One bar over all steps on a terminal; the loss (the batch's mean) updates with each transfer."""
+
+    def __init__(self, label: str = "stylizing"):
+        self.label = label
+        self.bar = None
+        self.alive: list[bool] = []
+        self.done = 0
+
+    def on_start(self, trainer, module) -> None:
+        from tqdm.auto import tqdm
+        self.done = trainer.global_step
+        self.alive = [True] * module.batch_size
+        self.bar = tqdm(total=trainer.max_steps, initial=self.done, desc=self.label, dynamic_ncols=True,
+                        file=sys.stdout, leave=True, unit="step")
+
+    def on_step(self, steps_done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(steps_done - self.done)
+            self.done = steps_done
+
+    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False)
+
+    def on_health(self, health) -> None:
+        self.alive = [h.alive for h in health]
+
+    def on_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class ProgressLines(Sink):
+    """Progress for logs and sweeps: `step 20/200  loss 1.234  5.1 s` every tenth of the run, where a redrawn
+    bar would pile up. A batch shows its mean loss; in a sweep each line is labelled."""
+
+    def __init__(self, shown: Callable[[int], bool], label: str = ""):
+        self.shown = shown
         self.label = f"{label}: " if label else ""
-        self.lines = lines
         self.start = 0.0
-        self.enabled = True
+        self.total = 0
+        self.alive: list[bool] = []
 
-    def disable(self) -> None:
-        self.enabled = False
-
-    def enable(self) -> None:
-        self.enabled = True
-
-    def on_train_start(self, trainer, module):
+    def on_start(self, trainer, module) -> None:
         self.start = time.time()
+        self.total = trainer.max_steps
+        self.alive = [True] * module.batch_size
 
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        step, total = trainer.global_step, trainer.max_steps
-        if self.enabled and (step % max(1, total // self.lines) == 0 or step == total):
-            loss = float(self.get_metrics(trainer, module).get("loss", float("nan")))
-            print(f"{self.label}step {step}/{total}  loss {loss:.4g}  {time.time() - self.start:.1f} s", flush=True)
+    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
+        if self.shown(step):
+            print(f"{self.label}step {step + 1}/{self.total}  loss {_mean_loss(parts, self.alive):.4g}  "
+                  f"{time.time() - self.start:.1f} s", flush=True)
+
+    def on_health(self, health) -> None:
+        self.alive = [h.alive for h in health]
+
+
+def progress_sink(enabled: bool, shown: Callable[[int], bool], label: Optional[str]) -> Optional[Sink]:
+    """A redrawn bar on a terminal; plain lines in a log file or in a sweep (several processes, one console)."""
+    if not enabled:
+        return None
+    if label is None and sys.stdout.isatty():
+        return ProgressBar()
+    return ProgressLines(shown, label or "")

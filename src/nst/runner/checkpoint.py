@@ -1,8 +1,12 @@
-"""Checkpoints: last.ckpt in output.dir holds what a run needs to go on, and nothing it can rebuild.
+"""Checkpoints: last.ckpt in each picture's output.dir holds what it needs to go on, and nothing it can rebuild.
 
 What is in one: the target image (the module's only state_dict entry: the VGG19 weights are non-persistent
 buffers), the optimizer state, Lightning's loop counters, and an "nst" entry with the step, the target's shape
 and the optimizer's name. Content and style targets are recomputed on resume from the images.
+
+A batch of pictures is one Lightning checkpoint; PairCheckpointIO, the Trainer's checkpoint plugin, writes it
+as one file per picture (its row of the target and of the optimizer state) and reads such files back into one.
+So every picture of a batch can be resumed alone with `resume=true`, or again in a batch.
 
 Adam keeps its full state, so with a fixed seed on the CPU an interrupted and resumed run ends with the same
 image as an uninterrupted one. L-BFGS keeps no history (its 2 x optim.history image-sized vectors would make
@@ -14,8 +18,10 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 from __future__ import annotations
 
 import os
+from typing import Any, Callable, Optional
 
 import torch
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import ConfigError, first_line
 from ..files import replaced_atomically
@@ -28,10 +34,76 @@ def path_in(folder: str) -> str:
     return os.path.join(folder, FILENAME)
 
 
-def save(trainer, path: str) -> None:
-    """trainer.save_checkpoint through a temporary file and a rename: never a half-written checkpoint."""
-    with replaced_atomically(path) as tmp:
-        trainer.save_checkpoint(tmp, weights_only=False)
+def _row(value: Any, b: int, batch: int) -> Any:
+    """Picture b's share of a batch checkpoint entry: its row of a [batch, ...] tensor, its item of a per-picture
+    list, everything else as it is."""
+    if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == batch:
+        return value[b:b + 1].clone()
+    if isinstance(value, dict):
+        return {k: _row(v, b, batch) for k, v in value.items()}
+    return value
+
+
+def split(checkpoint: dict, b: int) -> dict:
+    """Picture b's own checkpoint from a batch's."""
+    batch = checkpoint["state_dict"]["target"].shape[0]
+    out = dict(checkpoint)
+    out["state_dict"] = {"target": checkpoint["state_dict"]["target"][b:b + 1].clone()}
+    out["optimizer_states"] = [_row(state, b, batch) for state in checkpoint.get("optimizer_states", [])]
+    meta = dict(checkpoint["nst"])
+    for key in PER_PICTURE:
+        meta[key] = meta[key][b]
+    out["nst"] = meta
+    return out
+
+
+def merge(checkpoints: list[dict]) -> dict:
+    """One batch checkpoint from the pictures' own (all at the same step: the sweep batches them so)."""
+    out = dict(checkpoints[0])
+    out["state_dict"] = {"target": torch.cat([c["state_dict"]["target"] for c in checkpoints])}
+    out["optimizer_states"] = [_cat_rows([c["optimizer_states"][i] for c in checkpoints])
+                               for i in range(len(checkpoints[0].get("optimizer_states", [])))]
+    meta = dict(checkpoints[0]["nst"])
+    for key in PER_PICTURE:
+        meta[key] = [c["nst"].get(key) for c in checkpoints]
+    out["nst"] = meta
+    return out
+
+
+def _cat_rows(values: list[Any]) -> Any:
+    first = values[0]
+    if torch.is_tensor(first) and first.dim() > 0:
+        return torch.cat(values)
+    if isinstance(first, dict):
+        return {k: _cat_rows([v[k] for v in values]) for k in first}
+    return first
+
+
+PER_PICTURE = ("evaluations", "initial_loss")  # "nst" entries that differ between the pictures of a batch
+
+
+class PairCheckpointIO(CheckpointIO):
+    """Lightning's checkpoint plugin for a batch of pictures: one last.ckpt per picture's folder, written atomically.
+
+    `save_checkpoint` ignores the path Lightning passes and writes every picture that `keep(b)` allows (a failed
+    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint.
+    """
+
+    def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None):
+        self.folders = folders
+        self.keep = keep or (lambda b: True)
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        for b, folder in enumerate(self.folders):
+            if self.keep(b):
+                with replaced_atomically(path_in(folder)) as tmp:
+                    torch.save(split(checkpoint, b), tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only: Optional[bool] = True) -> dict:
+        return merge([load(path_in(folder)) for folder in self.folders])
+
+    def remove_checkpoint(self, path) -> None:
+        pass
 
 
 def load(path: str) -> dict:
@@ -49,19 +121,20 @@ def load(path: str) -> dict:
     return ckpt
 
 
-def check_resumable(ckpt: dict, path: str, module, max_steps: int) -> int:
-    """The step to resume from, or a ConfigError when this config cannot continue that checkpoint."""
+def check_resumable(ckpt: dict, path: str, optim_name: str, max_steps: int,
+                    size_after: Callable[[int], tuple[int, int]]) -> int:
+    """The step to resume from, or a ConfigError when this config cannot continue that checkpoint.
+
+    `size_after(step)` is the (height, width) this config's image has after `step` steps."""
     meta = ckpt["nst"]
     step = int(meta["step"])
-    if meta["optim"] != module.optim_name:
+    if meta["optim"] != optim_name:
         raise ConfigError(f"resume: {path} was made with optim.name={meta['optim']}, this config has "
-                          f"optim.name={module.optim_name}")
+                          f"optim.name={optim_name}")
     if step >= max_steps:
         raise ConfigError(f"resume: {path} is already at step {step} of trainer.max_steps={max_steps}; "
                           f"raise trainer.max_steps to go on")
-    # The image after `step` steps has the size of the scale of the last step done (the next step may
-    # enter a new scale and upsample it, exactly as an uninterrupted run does).
-    h, w = module.size_hw(module.schedule.scale_at(max(step - 1, 0)))
+    h, w = size_after(step)  # (the next step may enter a new scale and upsample it, as an uninterrupted run does)
     saved = tuple(meta["shape"])
     if saved != (1, 3, h, w):
         raise ConfigError(f"resume: {path} holds a {saved[-1]}x{saved[-2]} image at step {step}, this config "

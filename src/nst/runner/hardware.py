@@ -88,8 +88,8 @@ def reuse_freed_memory(enabled: bool = True):
         libc.malloc_trim(0)
 
 
-def tune_backends(accelerator: str) -> None:
+def tune_backends(accelerator: str, cudnn_benchmark: bool = False) -> None:
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # one image size per scale: autotuning pays for itself
-        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        torch.set_float32_matmul_precision("high")  # TF32 for float32 products (and Lightning's hint stays quiet)
         torch.backends.cudnn.allow_tf32 = True

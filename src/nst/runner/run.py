@@ -1,35 +1,36 @@
-"""One style-transfer run from a resolved config: images -> module -> Trainer -> outputs in output.dir."""
+"""Optimizing pictures: one from a config (`run`), or a batch of prepared jobs at once (`fit_batch`, the sweep's).
+
+Both go through the same steps: build the module and the Trainer, start the W&B runs, fit, then write each
+picture's outputs. Bad input is reported before any output folder is created (runner/job.py). A picture whose
+loss or image stops being finite fails alone: it gets last_good.png and an error, its batch-mates go on.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import os
-import sys
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Callable
+from typing import Optional, Sequence
 
 import lightning as L
-import torch
 from omegaconf import DictConfig
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint
-
-from ..model import color
-from .callbacks import LineProgress, SnapshotWriter, StepProgressBar, WandbImageGrid
-from ..config import layers_of, scale_sizes, steps_per_scale, style_paths, to_yaml
+from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
 from ..errors import ConfigError, OutputError, TrainingError, first_line
-from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from ..files import save_json, save_png, save_text
-from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
-from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
-from ..model.module import Objective, Schedule, StyleTransferModule
-from .tracking import finish, make_logger
+from ..model.module import Objective, OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.vgg import layer_index, load_vgg19
+from . import checkpoint
+from .callbacks import SnapshotSink, WandbSink, progress_sink
+from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
+from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
+from .job import Job, RunResult, prepare
+from .telemetry import Health, Sink, Telemetry
+from .tracking import finish, resolve_mode, start_run
 
 # Lightning warnings that do not apply to this loop, silenced around fit. A context rather than module-level
 # filters, so that it also holds where the filters get reset (pytest, some notebooks).
@@ -41,6 +42,9 @@ _NOT_APPLICABLE = (
     r".*does not have many workers.*",  # there is no data to load
     r".*isinstance\(treespec, LeafSpec\).*",
 )
+# Lightning's device lines ("GPU available: ...", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]"): not ours to print.
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
@@ -49,9 +53,6 @@ def quiet_lightning():
         for message in _NOT_APPLICABLE:
             warnings.filterwarnings("ignore", message=message)
         yield
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
 class Steps(Dataset):
@@ -67,55 +68,54 @@ class Steps(Dataset):
         return i
 
 
-@dataclass
-class RunResult:
-    image: Image.Image
-    metrics: dict
-    run_dir: str
+def run(cfg: DictConfig, extra_config: Optional[dict] = None) -> RunResult:
+    """Optimize one image as `cfg` says and write final.png, config.yaml, metrics.json and last.ckpt to output.dir.
+
+    Bad input (files, images, weights, config values, the checkpoint to resume) is reported before output.dir
+    is created. Ctrl-C or SIGTERM raises Interrupted after writing interrupted.png, config.yaml and last.ckpt;
+    a non-finite loss raises TrainingError after writing last_good.png (docs/reliability.md).
+    """
+    with SignalGuard() as guard:
+        job = prepare(Job(cfg, extra_config))
+        fit_batch([job], guard)
+    if job.error:
+        raise TrainingError(job.error)
+    return job.result
 
 
-@dataclass
-class Inputs:
-    """The images as the optimization sees them, and how to turn its target back into a picture."""
-    content: Image.Image
-    styles: list[Image.Image]
-    init: str | Image.Image
-    render: Callable[[torch.Tensor], Image.Image]
+def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) -> None:
+    """Optimize prepared jobs of one size together; each ends with `result` or `error`.
+
+    The jobs must differ only in their pictures (images, seed, folder, W&B names): everything else comes from
+    the first one's config. Raises Interrupted (after writing every picture's interrupted.png) on a signal.
+    """
+    cfg = jobs[0].cfg
+    L.seed_everything(cfg.seed, verbose=False)
+    module = build_module(jobs)
+    trainer, telemetry, watch, wandb = make_trainer(cfg, jobs, module, guard, label)
+    for job in jobs:
+        check_writable(job.dir)
+    with ThreadPoolExecutor(max_workers=min(4, len(jobs)), thread_name_prefix="nst-wandb") as starter:
+        for job in jobs:  # W&B runs start beside the first steps, which do not wait for them
+            if job.run is None:
+                job.run = starter.submit(start_run, job.cfg, job.dir, job.extra_config)
+        try:
+            _fit(cfg, jobs, module, trainer, telemetry, watch, guard)
+            write_outputs(jobs, module, trainer, watch, wandb)
+        except OutputError as e:  # disk full, permissions: name the setting to change
+            raise OutputError(f"output.dir: {e}") from None
+        finally:
+            for job in jobs:
+                finish(job.run)
+                job.run = None
+    if guard.requested:
+        where = jobs[0].dir if len(jobs) == 1 else f"the {len(jobs)} pictures' folders"
+        raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the run finished; "
+                                        f"all outputs are in {where}")
 
 
-def prepare_inputs(cfg: DictConfig) -> Inputs:
-    """Read the images and apply the colour mode: everything that happens before optimization."""
-    content = open_rgb(cfg.data.content)
-    styles = [open_rgb(p) for p in style_paths(cfg)]
-    init: str | Image.Image = cfg.init if cfg.init in ("content", "noise", "style") else open_rgb(cfg.init)
-    w, h = fit_size(content.size, min(scale_sizes(cfg)))
-    if min(w, h) < MIN_SIDE:
-        raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "
-                          f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
-    style_longest = style_side(min(scale_sizes(cfg)), cfg.data.style_scale)
-    for path, style in zip(style_paths(cfg), styles):
-        sw, sh = fit_size(style.size, style_longest)
-        if min(sw, sh) < MIN_SIDE:
-            raise ConfigError(f"data.style_scale: {path} ({style.size[0]}x{style.size[1]}) becomes {sw}x{sh}, "
-                              f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
-    mode = cfg.color.preserve
-    if mode == "none":
-        return Inputs(content, styles, init, to_pil)
-    content_t = to_tensor(content)
-    if mode == "histogram":
-        styles = [to_pil(color.match_color(to_tensor(s), content_t)) for s in styles]
-        return Inputs(content, styles, init, to_pil)
-    # luminance: optimize grey images, then put the content's chroma back.
-    content_y = color.luminance(content_t)
-    styles = [to_pil(color.gray3(color.match_luminance(color.luminance(to_tensor(s)), content_y))) for s in styles]
-    gray_content = to_pil(color.gray3(content_y))
-    if isinstance(init, Image.Image):
-        init = to_pil(color.gray3(color.luminance(to_tensor(init))))
-    return Inputs(gray_content, styles, init,
-                  lambda t: to_pil(color.restore_chroma(t.detach().float().cpu(), content_t)))
-
-
-def build_module(cfg: DictConfig, inputs: Inputs) -> StyleTransferModule:
+def build_module(jobs: list[Job]) -> StyleTransferModule:
+    cfg = jobs[0].cfg
     content_layers, style_layers = layers_of(cfg)
     deepest = max(content_layers + style_layers, key=layer_index)
     extractor = load_vgg19(cfg.model.weights, cfg.model.pooling, deepest, cfg.seed)
@@ -123,19 +123,93 @@ def build_module(cfg: DictConfig, inputs: Inputs) -> StyleTransferModule:
     total = sum(lw) or 1.0
     objective = Objective(content_layers, style_layers, [w / total for w in lw], cfg.loss.content_weight,
                           cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize)
-    blend = list(cfg.data.style_weights or [1.0] * len(inputs.styles))
-    return StyleTransferModule(extractor, inputs.content, inputs.styles, blend, objective,
-                               Schedule(scale_sizes(cfg), steps_per_scale(cfg)), inputs.init,
-                               cfg.optim.name, cfg.optim.lr, cfg.optim.history, cfg.data.style_scale,
-                               cfg.seed, cfg.logger.log_every)
+    optimizer = OptimizerSettings(cfg.optim.name, cfg.optim.lr, cfg.optim.history, cfg.optim.line_search_evals)
+    recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
+                          image_every=cfg.logger.image_every if cfg.logger.mode != "disabled" else 0,
+                          save_every=cfg.output.save_every)
+    return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], objective=objective,
+                               schedule=Schedule(scale_sizes(cfg), steps_per_scale(cfg)), optimizer=optimizer,
+                               recording=recording)
 
 
-def progress_callback(extra_config: dict | None) -> L.Callback:
-    """A redrawn bar on a terminal; plain lines in a log file or in a sweep (several processes, one console)."""
-    pair = (extra_config or {}).get("pair")
-    if pair is None and sys.stdout.isatty():
-        return StepProgressBar()
-    return LineProgress(pair["name"] if pair else "")
+def module_for(cfg: DictConfig) -> StyleTransferModule:
+    """The module of a one-picture run of `cfg` (for tools and tests that look inside)."""
+    return build_module([prepare(Job(cfg))])
+
+
+def loop_for(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[StyleTransferModule, L.Trainer]:
+    """The module and Trainer of a one-picture run of `cfg` with more callbacks, for tools that time or count the
+    training loop itself (`trainer.fit(module, train_dataloaders=steps_loader(n))`; nothing is written)."""
+    job = prepare(Job(cfg))
+    module = build_module([job])
+    trainer, *_ = make_trainer(cfg, [job], module, SignalGuard(), None, callbacks)
+    return module, trainer
+
+
+def steps_loader(n: int) -> DataLoader:
+    return DataLoader(Steps(n), batch_size=None)
+
+
+class FailureWatch(Sink):
+    """Keeps each picture's latest health; stops the Trainer once no picture is left to optimize."""
+
+    def __init__(self, n: int):
+        self.health: list[Optional[Health]] = [None] * n
+        self.trainer: Optional[L.Trainer] = None
+
+    def on_start(self, trainer, module) -> None:
+        self.trainer = trainer
+
+    def on_health(self, health: list[Health]) -> None:
+        self.health = health
+        if self.trainer is not None and not any(h.alive for h in health):
+            self.trainer.should_stop = True
+
+    def alive(self, b: int) -> bool:
+        return self.health[b] is None or self.health[b].alive
+
+
+def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,
+                 label: Optional[str], extra_callbacks: Sequence[L.Callback] = ()
+                 ) -> tuple[L.Trainer, Telemetry, FailureWatch, Optional[WandbSink]]:
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    tune_backends(accelerator, cfg.trainer.cudnn_benchmark)
+    renders = [job.inputs.render for job in jobs]
+    watch = FailureWatch(len(jobs))
+    sinks: list[Sink] = [watch]
+    wandb = WandbRuns(jobs, renders, module) if resolve_mode(cfg.logger.mode) != "disabled" else None
+    if wandb is not None:
+        sinks.append(wandb)
+    if cfg.output.save_every:
+        sinks.append(SnapshotSink(cfg.output.save_every, [job.dir for job in jobs], renders))
+    progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
+    if progress is not None:
+        sinks.append(progress)
+    telemetry = Telemetry(sinks)
+    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.alive)
+    try:
+        trainer = L.Trainer(
+            max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
+            precision=resolve_precision(str(cfg.trainer.precision), accelerator), logger=False,
+            callbacks=[telemetry, StopOnSignal(guard), *extra_callbacks], plugins=[io], log_every_n_steps=cfg.trainer.log_every_n_steps,
+            enable_progress_bar=False, deterministic=cfg.trainer.deterministic, enable_checkpointing=False,
+            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
+    except Exception as e:  # Lightning rejecting trainer.* values (an accelerator this machine lacks, ...)
+        raise ConfigError(f"trainer: {first_line(e)}") from None
+    return trainer, telemetry, watch, wandb
+
+
+class WandbRuns(WandbSink):
+    """WandbSink over the jobs' runs, which start after the Trainer is built (and only once outputs may be written)."""
+
+    def __init__(self, jobs: list[Job], renders, module: StyleTransferModule):
+        self.jobs = jobs
+        super().__init__([None] * len(jobs), renders, [p.content for p in module.pictures],
+                         [p.styles[0] for p in module.pictures], module.recording.logged,
+                         lambda step: module.schedule.sizes[module.schedule.scale_at(step)])
+
+    def on_start(self, trainer, module) -> None:
+        self.runs = [job.run for job in self.jobs]
 
 
 def check_writable(folder: str) -> None:
@@ -149,131 +223,106 @@ def check_writable(folder: str) -> None:
         raise ConfigError(f"output.dir: cannot write to {folder} ({e.strerror or e})") from None
 
 
-def make_trainer(cfg: DictConfig, logger, callbacks: list) -> L.Trainer:
+def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, telemetry: Telemetry,
+         watch: FailureWatch, guard: SignalGuard) -> None:
+    """trainer.fit, turning a signal into every picture's interrupted.png (and a checkpoint, at a step boundary)."""
+    resumed = jobs[0].resume_step > 0
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    tune_backends(accelerator)
     try:
-        return L.Trainer(
-            max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
-            precision=resolve_precision(str(cfg.trainer.precision), accelerator),
-            logger=logger if logger is not None else False, callbacks=callbacks,
-            log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=cfg.trainer.enable_progress_bar,
-            deterministic=cfg.trainer.deterministic, enable_checkpointing=False, enable_model_summary=False,
-            num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
-    except Exception as e:  # Lightning rejecting trainer.* values (an accelerator this machine lacks, ...)
-        raise ConfigError(f"trainer: {first_line(e)}") from None
+        guard.phase = "step"
+        with quiet_lightning(), reuse_freed_memory(accelerator == "cpu"):
+            trainer.fit(module, train_dataloaders=steps_loader(cfg.trainer.max_steps),
+                        ckpt_path=checkpoint.path_in(jobs[0].dir) if resumed else None, weights_only=True)
+        guard.phase = "hold"
+    except Interrupted as e:  # a second signal: the step in progress was cut short
+        guard.phase = "hold"
+        raise interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
+    except TrainingError as e:  # the whole batch (an update that overflowed)
+        guard.phase = "hold"
+        for b, job in enumerate(jobs):
+            fail(job, module, b, str(e), int(module.good_steps[b]))
+        return
+    if guard.requested and trainer.global_step < cfg.trainer.max_steps:
+        raise interrupted(jobs, module, trainer, guard.signum, cut_short=False)
 
 
-def resume_checkpoint(cfg: DictConfig, module: StyleTransferModule) -> str | None:
-    """resume=true: the checkpoint to continue from, checked against this config before anything is written."""
-    path = checkpoint.path_in(cfg.output.dir)
-    if not cfg.resume:
-        if os.path.exists(path) and not os.path.exists(os.path.join(cfg.output.dir, "final.png")):
-            warnings.warn(f"{path} is from an earlier run and will be replaced; add resume=true to continue "
-                          f"that run instead", stacklevel=3)
-        return None
-    checkpoint.check_resumable(checkpoint.load(path), path, module, cfg.trainer.max_steps)
-    return path
+def fail(job: Job, module: StyleTransferModule, b: int, message: str, good_steps: int) -> None:
+    path = os.path.join(job.dir, "last_good.png")
+    save_png(job.inputs.render(module.last_good[b:b + 1]), path)
+    job.error = f"{message}; the last good image (after {good_steps} steps) is in {path}"
 
 
-def run(cfg: DictConfig, extra_config: dict | None = None) -> RunResult:
-    """Optimize one image as `cfg` says and write final.png, config.yaml, metrics.json and last.ckpt to output.dir.
-
-    Bad input (files, images, weights, config values, the checkpoint to resume) is reported before output.dir
-    is created. Ctrl-C or SIGTERM raises Interrupted after writing interrupted.png, config.yaml and last.ckpt;
-    a non-finite loss raises TrainingError after writing last_good.png (docs/reliability.md).
-    """
-    with SignalGuard() as guard:
-        return _run(cfg, extra_config, guard)
-
-
-def _run(cfg: DictConfig, extra_config: dict | None, guard: SignalGuard) -> RunResult:
-    start = time.time()
-    L.seed_everything(cfg.seed, verbose=False)
-    run_dir = cfg.output.dir
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    inputs = prepare_inputs(cfg)
-    module = build_module(cfg, inputs)
-    ckpt_path = resume_checkpoint(cfg, module)
-    callbacks = [WandbImageGrid(cfg.logger.image_every, inputs.render), StopOnSignal(guard)]
-    if cfg.trainer.enable_progress_bar:
-        callbacks.append(progress_callback(extra_config))
-    if cfg.output.save_every:
-        callbacks.append(SnapshotWriter(cfg.output.save_every, run_dir, inputs.render))
-    trainer = make_trainer(cfg, None, callbacks)
-    check_writable(run_dir)
-    logger = make_logger(cfg, run_dir, extra_config)
-    try:
-        trainer.logger = logger
-        try:
-            guard.phase = "step"
-            with quiet_lightning(), reuse_freed_memory(accelerator == "cpu"):
-                trainer.fit(module, train_dataloaders=DataLoader(Steps(cfg.trainer.max_steps), batch_size=None),
-                            ckpt_path=ckpt_path, weights_only=True)
-            guard.phase = "hold"
-        except Interrupted as e:  # a second signal: the step in progress was cut short
-            guard.phase = "hold"
-            raise _interrupted(cfg, module, inputs, trainer, e.signum, cut_short=True) from None
-        except TrainingError as e:
-            guard.phase = "hold"
-            path = os.path.join(run_dir, "last_good.png")
-            save_png(inputs.render(module.last_good), path)
-            raise TrainingError(f"{e}; the last good image (after {module.good_steps} steps) is in {path}") from None
-        if guard.requested and trainer.global_step < cfg.trainer.max_steps:
-            raise _interrupted(cfg, module, inputs, trainer, guard.signum, cut_short=False)
-        seconds = module.optimize_seconds
-        image = inputs.render(module.target)
-        final = module.evaluate()
-        metrics = {**final, "initial_loss": module.initial_loss, "steps": int(trainer.global_step),
-                   "evaluations": module.evaluations,
-                   "seconds": round(seconds, 3), "total_seconds": round(time.time() - start, 3),
-                   "size": [image.height, image.width],
-                   "precision": resolve_precision(str(cfg.trainer.precision), accelerator)}
-        save_png(image, os.path.join(run_dir, "final.png"))
-        save_text(to_yaml(cfg), os.path.join(run_dir, "config.yaml"))
-        save_json(metrics, os.path.join(run_dir, "metrics.json"))
-        if cfg.output.checkpoint:
-            checkpoint.save(trainer, checkpoint.path_in(run_dir))
-        if logger is not None:
-            log_final(logger, run_dir, metrics)
-    except OutputError as e:  # disk full, permissions: name the setting to change
-        raise OutputError(f"output.dir: {e}") from None
-    finally:
-        finish(logger)
-    if guard.requested:
-        raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the run finished; "
-                                        f"all outputs are in {run_dir}")
-    return RunResult(image, metrics, run_dir)
+def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, watch: FailureWatch,
+                  wandb: Optional[WandbSink]) -> None:
+    """Each finished picture's final.png, config.yaml, metrics.json, last.ckpt and W&B summary; each failed
+    one's last_good.png and error."""
+    if any(job.error for job in jobs):
+        return  # the whole batch failed in _fit
+    seconds = module.optimize_seconds
+    alive = [watch.alive(b) for b in range(len(jobs))]
+    finals = module.evaluate() if any(alive) else []
+    initial = module.initial_loss.tolist()
+    evaluations = module.evaluations.tolist()
+    accelerator = resolve_accelerator(jobs[0].cfg.trainer.accelerator)
+    precision = resolve_precision(str(jobs[0].cfg.trainer.precision), accelerator)
+    for b, job in enumerate(jobs):
+        if not alive[b]:
+            h = watch.health[b]
+            fail(job, module, b, h.message, h.good_steps)
+            continue
+        image = job.inputs.render(module.target[b:b + 1])
+        metrics = {**finals[b], "initial_loss": None if initial[b] != initial[b] else initial[b],
+                   "steps": int(trainer.global_step), "evaluations": int(evaluations[b]),
+                   "seconds": round(seconds, 3), "total_seconds": round(time.time() - job.started, 3),
+                   "size": [image.height, image.width], "precision": precision, "batch": len(jobs)}
+        save_png(image, os.path.join(job.dir, "final.png"))
+        save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+        save_json(metrics, os.path.join(job.dir, "metrics.json"))
+        job.result = RunResult(image, metrics, job.dir)
+    if jobs[0].cfg.output.checkpoint and any(alive):
+        trainer.save_checkpoint(checkpoint.path_in(jobs[0].dir), weights_only=False)
+    for b, job in enumerate(jobs):
+        if wandb is not None and job.run is not None and job.result is not None:
+            if job.cfg.logger.image_every:
+                wandb.log_grid(b, job.result.image, int(trainer.global_step), wait=True)
+            job.run = wandb.ready(b)
+            log_final(job.run, job)
 
 
-def _interrupted(cfg: DictConfig, module: StyleTransferModule, inputs: Inputs, trainer: L.Trainer, signum: int,
-                 cut_short: bool) -> Interrupted:
-    """Keep the image and (at a step boundary) a checkpoint; the exception says what was kept and how to go on."""
-    run_dir, name = cfg.output.dir, signal_name(signum)
-    image_path = os.path.join(run_dir, "interrupted.png")
-    save_text(to_yaml(cfg), os.path.join(run_dir, "config.yaml"))
-    resume = f"resume with: python train.py --config {os.path.join(run_dir, 'config.yaml')} resume=true"
-    if cut_short:  # the optimizer may be half way through a step: its state is not worth keeping
-        save_png(inputs.render(module.last_good), image_path)
-        old = checkpoint.path_in(run_dir)
-        tail = (f"; {old} is from an earlier step, {resume}" if os.path.exists(old)
-                else "; no checkpoint was written (interrupted twice)")
-        return Interrupted(signum, f"interrupted by {name} during step {module.good_steps + 1}: wrote {image_path} "
-                                   f"(after {module.good_steps} steps){tail}")
-    save_png(inputs.render(module.target), image_path)
-    ckpt = checkpoint.path_in(run_dir)
-    checkpoint.save(trainer, ckpt)
-    return Interrupted(signum, f"interrupted by {name} at step {trainer.global_step}/{cfg.trainer.max_steps}: "
-                               f"wrote {image_path} and {ckpt}; {resume}")
+def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,
+                cut_short: bool) -> Interrupted:
+    """Keep each image and (at a step boundary) a checkpoint; the exception says what was kept and how to go on."""
+    name = signal_name(signum)
+    messages = []
+    for b, job in enumerate(jobs):
+        image_path = os.path.join(job.dir, "interrupted.png")
+        save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+        resume = f"resume with: python train.py --config {os.path.join(job.dir, 'config.yaml')} resume=true"
+        if cut_short:  # the optimizer may be half way through a step: its state is not worth keeping
+            save_png(job.inputs.render(module.last_good[b:b + 1]), image_path)
+            old = checkpoint.path_in(job.dir)
+            tail = (f"; {old} is from an earlier step, {resume}" if os.path.exists(old)
+                    else "; no checkpoint was written (interrupted twice)")
+            messages.append(f"interrupted by {name} during step {trainer.global_step + 1}: wrote {image_path} "
+                            f"(after {trainer.global_step} steps){tail}")
+        else:
+            save_png(job.inputs.render(module.target[b:b + 1]), image_path)
+            messages.append(f"interrupted by {name} at step {trainer.global_step}/{job.cfg.trainer.max_steps}: "
+                            f"wrote {image_path} and {checkpoint.path_in(job.dir)}; {resume}")
+    if not cut_short:
+        trainer.save_checkpoint(checkpoint.path_in(jobs[0].dir), weights_only=False)
+    if len(jobs) == 1:
+        return Interrupted(signum, messages[0])
+    return Interrupted(signum, f"interrupted by {name} at step {trainer.global_step}: wrote interrupted.png"
+                               f"{'' if cut_short else ' and last.ckpt'} in the folders of {len(jobs)} pictures")
 
 
-def log_final(logger, run_dir: str, metrics: dict) -> None:
+def log_final(run, job: Job) -> None:
     """Summary numbers for dashboard tables, and the final image as a versioned artifact."""
-    import wandb
-    run = logger.experiment
-    for key, value in metrics.items():
+    import wandb  # only when logging: it takes half a second to import
+    for key, value in job.result.metrics.items():
         if isinstance(value, (int, float)):
             run.summary[f"final/{key}"] = value
     artifact = wandb.Artifact(f"final-{run.id}", type="image")
-    artifact.add_file(os.path.join(run_dir, "final.png"))
+    artifact.add_file(os.path.join(job.dir, "final.png"))
     run.log_artifact(artifact)

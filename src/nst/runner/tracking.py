@@ -1,10 +1,11 @@
-"""Weights & Biases: choosing the mode without ever hanging, and building the Lightning logger."""
+"""Weights & Biases: choosing the mode without ever hanging, and starting one run per picture."""
 
 from __future__ import annotations
 
 import netrc
 import os
 import warnings
+from concurrent.futures import Future
 from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -30,44 +31,39 @@ def resolve_mode(mode: str) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
-def make_logger(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = None):
-    """A started WandbLogger writing under `run_dir/wandb`, or None when logging is disabled."""
+def start_run(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = None):
+    """A started W&B run writing under `run_dir/wandb`, or None when logging is disabled.
+
+    Runs are independent (`reinit="create_new"`): a batch of pictures has one open run per picture, and a
+    sweep process opens and closes many. A failed online start falls back to offline with a warning.
+    """
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return None
     import wandb
 
-    os.environ["WANDB_MODE"] = mode  # WandbLogger(offline=...) would override a user's WANDB_MODE
     os.environ.setdefault("WANDB_SILENT", "true")
     config = OmegaConf.to_container(cfg, resolve=True)
     config.update(extra_config or {})
     kwargs = dict(project=cfg.logger.project, name=cfg.logger.name, group=cfg.logger.group,
-                  job_type=cfg.logger.job_type, tags=list(cfg.logger.tags), save_dir=run_dir, config=config,
-                  settings=wandb.Settings(init_timeout=60, console="off"))
+                  job_type=cfg.logger.job_type, tags=list(cfg.logger.tags), dir=run_dir, config=config,
+                  reinit="create_new")
     os.makedirs(run_dir, exist_ok=True)
-    logger = _wandb_logger(mode, kwargs)
     try:
-        logger.experiment  # start the run now, so a network problem shows here and not mid-training
+        return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, console="off"), **kwargs)
     except Exception as e:
         if mode != "online":
             raise
         warnings.warn(f"W&B online start failed ({type(e).__name__}); logging offline instead", stacklevel=2)
-        os.environ["WANDB_MODE"] = "offline"
-        logger = _wandb_logger("offline", kwargs)
-        logger.experiment
-    return logger
+        return wandb.init(mode="offline", settings=wandb.Settings(console="off"), **kwargs)
 
 
-def _wandb_logger(mode: str, kwargs: dict):
-    from lightning.pytorch.loggers import WandbLogger
-    logger = WandbLogger(mode=mode, **kwargs)
-    logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns that it is obsolete
-    return logger
-
-
-def finish(logger) -> None:
-    """Close the W&B run: a second run in the same process would otherwise reuse it."""
-    if logger is not None:
-        import wandb
-        logger.experiment.finish()
-        wandb.finish()
+def finish(run) -> None:
+    """Close a W&B run (flushes an offline run's file); `run` may be the Future of one still starting."""
+    if isinstance(run, Future):
+        try:
+            run = run.result()
+        except Exception:  # it never started: nothing to close (the error shows where the run was needed)
+            return
+    if run is not None:
+        run.finish()

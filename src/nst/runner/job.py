@@ -1,0 +1,117 @@
+"""One picture to make: its config and folder, its images as the optimization sees them, the checkpoint it
+resumes from, its W&B run, and how it ended. Everything that can be wrong with a picture's input is found
+in `prepare`, before its output folder exists."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+
+from ..config import scale_sizes, steps_per_scale, style_paths
+from ..errors import ConfigError
+from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
+from ..model import color
+from ..model.module import Picture, Schedule
+from . import checkpoint
+
+
+@dataclass
+class Inputs:
+    """The images as the optimization sees them, and how to turn its target back into a picture."""
+    content: Image.Image
+    styles: list[Image.Image]
+    init: str | Image.Image
+    render: Callable[[torch.Tensor], Image.Image]
+
+
+@dataclass
+class RunResult:
+    image: Image.Image
+    metrics: dict
+    run_dir: str
+
+
+@dataclass
+class Job:
+    cfg: DictConfig
+    extra_config: Optional[dict] = None
+    inputs: Optional[Inputs] = None
+    resume_step: int = 0  # > 0: continue from the checkpoint in cfg.output.dir
+    run: object = None  # the W&B run, once started
+    started: float = field(default_factory=time.time)
+    error: str = ""  # why it failed
+    result: Optional[RunResult] = None
+
+    @property
+    def dir(self) -> str:
+        return self.cfg.output.dir
+
+    @property
+    def resuming(self) -> bool:
+        return self.resume_step > 0 or bool(self.cfg.resume)
+
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        """(height, width) at every scale: pictures with the same sizes can share a batch."""
+        return tuple(fit_size(self.inputs.content.size, s)[::-1] for s in scale_sizes(self.cfg))
+
+    def picture(self) -> Picture:
+        blend = list(self.cfg.data.style_weights or [1.0] * len(self.inputs.styles))
+        return Picture(self.inputs.content, self.inputs.styles, [w / sum(blend) for w in blend], self.inputs.init,
+                       self.cfg.seed, self.cfg.data.style_scale)
+
+
+def prepare_inputs(cfg: DictConfig) -> Inputs:
+    """Read the images and apply the colour mode: everything that happens before optimization."""
+    content = open_rgb(cfg.data.content)
+    styles = [open_rgb(p) for p in style_paths(cfg)]
+    init: str | Image.Image = cfg.init if cfg.init in ("content", "noise", "style") else open_rgb(cfg.init)
+    w, h = fit_size(content.size, min(scale_sizes(cfg)))
+    if min(w, h) < MIN_SIDE:
+        raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "
+                          f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
+    style_longest = style_side(min(scale_sizes(cfg)), cfg.data.style_scale)
+    for path, style in zip(style_paths(cfg), styles):
+        sw, sh = fit_size(style.size, style_longest)
+        if min(sw, sh) < MIN_SIDE:
+            raise ConfigError(f"data.style_scale: {path} ({style.size[0]}x{style.size[1]}) becomes {sw}x{sh}, "
+                              f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
+    mode = cfg.color.preserve
+    if mode == "none":
+        return Inputs(content, styles, init, to_pil)
+    content_t = to_tensor(content)
+    if mode == "histogram":
+        styles = [to_pil(color.match_color(to_tensor(s), content_t)) for s in styles]
+        return Inputs(content, styles, init, to_pil)
+    # luminance: optimize grey images, then put the content's chroma back.
+    content_y = color.luminance(content_t)
+    styles = [to_pil(color.gray3(color.match_luminance(color.luminance(to_tensor(s)), content_y))) for s in styles]
+    gray_content = to_pil(color.gray3(content_y))
+    if isinstance(init, Image.Image):
+        init = to_pil(color.gray3(color.luminance(to_tensor(init))))
+    return Inputs(gray_content, styles, init,
+                  lambda t: to_pil(color.restore_chroma(t.detach().float().cpu(), content_t)))
+
+
+def prepare(job: Job) -> Job:
+    """Read the job's images and check the checkpoint it resumes from (UserError when either is unusable)."""
+    cfg = job.cfg
+    job.inputs = prepare_inputs(cfg)
+    path = checkpoint.path_in(cfg.output.dir)
+    if not cfg.resume:
+        if os.path.exists(path) and not os.path.exists(os.path.join(cfg.output.dir, "final.png")):
+            warnings.warn(f"{path} is from an earlier run and will be replaced; add resume=true to continue "
+                          f"that run instead", stacklevel=3)
+        return job
+    sizes = job.sizes()
+    schedule = Schedule(scale_sizes(cfg), steps_per_scale(cfg))
+    # the image after `step` steps has the size of the scale of the last step done
+    job.resume_step = checkpoint.check_resumable(checkpoint.load(path), path, cfg.optim.name, cfg.trainer.max_steps,
+                                                 lambda step: sizes[schedule.scale_at(max(step - 1, 0))])
+    return job

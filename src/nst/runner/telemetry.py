@@ -1,0 +1,163 @@
+"""Numbers and images from the device to the host without stalling it, handed to the sinks that use them.
+
+The module keeps the loss parts of the steps someone will look at (W&B, progress) and copies of the images
+wanted (W&B grids, snapshots) on the device, with each picture's health. Now and then (every tenth of the run,
+at an image, after `flush_seconds`, at the end) Telemetry moves all numbers recorded since the last time in one
+transfer. On a GPU the copy goes to pinned memory without blocking and is read once its event has passed, so
+the device never waits for the host; on the CPU it is read at once. The sinks then see the numbers in step
+order: W&B runs, progress display, snapshot files, and the runner's watch on failed pictures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+
+from ..model.module import BAD_IMAGE, StyleTransferModule
+
+FLUSH_SECONDS = 2.0  # at most this long between transfers, so W&B and a slow progress display stay current
+
+
+@dataclass
+class Health:
+    """One picture's state at the last transfer."""
+    alive: bool
+    good_steps: int  # steps done when its image was last finite
+    bad_step: int  # the step at which it failed (-1: it has not)
+    message: str  # why it failed ("" while alive)
+    evaluations: int
+
+
+class Sink:
+    """What Telemetry hands out; each method is optional."""
+
+    def on_start(self, trainer: L.Trainer, module: StyleTransferModule) -> None: ...
+
+    def on_step(self, steps_done: int) -> None: ...
+
+    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None: ...
+
+    def on_image(self, steps_done: int, images: torch.Tensor) -> None: ...
+
+    def on_health(self, health: list[Health]) -> None: ...
+
+    def on_end(self) -> None: ...
+
+
+class _Transfer:
+    """A device-to-host copy in flight: pinned memory and an event on a GPU, nothing to wait for on a CPU."""
+
+    def __init__(self, tensor: torch.Tensor):
+        self.event = None
+        if tensor.is_cuda:
+            self.host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self.host.copy_(tensor, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = tensor
+
+    def ready(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def result(self) -> torch.Tensor:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host
+
+
+@dataclass
+class _Batch:
+    steps: list[int]  # the recorded steps, in order
+    names: list[str]  # the columns of a record (loss parts, then evaluations)
+    pictures: int
+    numbers: _Transfer  # [steps x pictures x names] then [pictures x STATUS]
+    images: list[tuple[int, _Transfer]]  # (steps done, [pictures, 3, H, W])
+
+
+STATUS = 6  # columns of StyleTransferModule.status()
+
+
+def health_message(what: int, step: int, value: float) -> str:
+    if what == BAD_IMAGE:
+        return f"the image became NaN/Inf at step {step} (lower optim.lr or the loss weights)"
+    return f"loss became {value} at step {step} (lower optim.lr or the loss weights)"
+
+
+class Telemetry(L.Callback):
+    def __init__(self, sinks: list[Sink], flush_seconds: float = FLUSH_SECONDS):
+        self.sinks = sinks
+        self.flush_seconds = flush_seconds
+        self.pending: list[_Batch] = []
+        self.last_flush = 0.0
+
+    def on_train_start(self, trainer, module) -> None:
+        self.last_flush = time.monotonic()
+        for sink in self.sinks:
+            sink.on_start(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        done = trainer.global_step
+        for sink in self.sinks:
+            sink.on_step(done)
+        rec = module.recording
+        if (done % rec.progress_every == 0 or done >= trainer.max_steps or module.snapshots or trainer.should_stop
+                or time.monotonic() - self.last_flush > self.flush_seconds):
+            self.send(module)
+        self.receive(wait=False)
+
+    def on_train_end(self, trainer, module) -> None:
+        self.drain(module)
+        for sink in self.sinks:
+            sink.on_end()
+
+    def drain(self, module: StyleTransferModule) -> None:
+        """Everything recorded so far, now (the end of a run, or before its outputs are written)."""
+        if module.records or module.snapshots:
+            self.send(module)
+        self.receive(wait=True)
+
+    def send(self, module: StyleTransferModule) -> None:
+        """Queue one transfer of every recorded number and the health of every picture, and of the images."""
+        steps = [s for s, _ in module.records]
+        records = [torch.stack([r for _, r in module.records]).flatten()] if module.records else []
+        numbers = torch.cat(records + [module.status().flatten()])
+        images = [(done, _Transfer(image)) for done, image in module.snapshots]
+        module.records.clear()
+        module.snapshots.clear()
+        names = module.objective.part_names + ["evaluations"]
+        self.pending.append(_Batch(steps, names, module.batch_size, _Transfer(numbers), images))
+        self.last_flush = time.monotonic()
+
+    def receive(self, wait: bool) -> None:
+        while self.pending and (wait or self.pending[0].numbers.ready()):
+            batch = self.pending.pop(0)
+            self._hand_out(batch, batch.numbers.result().tolist())  # the one read of this transfer
+
+    def _hand_out(self, batch: _Batch, values: list[float]) -> None:
+        """Numbers and images in step order (W&B wants steps that never go back), then the health."""
+        width = batch.pictures * len(batch.names)
+        events: list[tuple[int, int, object]] = [(done, 0, images) for done, images in batch.images]
+        events += [(step, 1, values[i * width:(i + 1) * width]) for i, step in enumerate(batch.steps)]
+        events.sort(key=lambda e: (e[0], e[1]))
+        for step, kind, payload in events:
+            if kind == 0:
+                images = payload.result()
+                for sink in self.sinks:
+                    sink.on_image(step, images)
+                continue
+            k = len(batch.names)
+            parts = [dict(zip(batch.names, payload[b * k:(b + 1) * k])) for b in range(batch.pictures)]
+            for sink in self.sinks:
+                sink.on_numbers(step, parts)
+        status = values[len(batch.steps) * width:]
+        health = []
+        for b in range(batch.pictures):
+            alive, good, bad_step, what, value, evaluations = status[b * STATUS:(b + 1) * STATUS]
+            message = "" if alive else health_message(int(what), int(bad_step), value)
+            health.append(Health(bool(alive), int(good), int(bad_step), message, int(evaluations)))
+        for sink in self.sinks:
+            sink.on_health(health)

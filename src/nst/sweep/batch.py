@@ -1,0 +1,227 @@
+"""This process's share of a sweep: its pairs, in batches of one target size, each batch optimized as one
+[B, 3, H, W] target through VGG19, while a helper thread reads the next batch's images.
+
+A batch is a list of runner jobs (runner/job.py) handed to `fit_batch`; every pair keeps its own folder,
+outputs, W&B run, checkpoint and failure. Pairs of different sizes, or resumed from different steps, go in
+different batches. On a GPU `sweep.batch=auto` fills the memory (up to MAX_AUTO_BATCH pairs); on a CPU a
+batch is one pair (a batch gains nothing there: the cores are busy with one image already).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from omegaconf import DictConfig
+
+from ..config import scale_sizes
+from ..errors import UserError, first_line
+from ..files import save_text
+from ..images import fit_size, oriented_size
+from ..runner import checkpoint
+from ..runner.interrupt import SignalGuard
+from ..runner.job import Job, prepare
+from ..runner.run import fit_batch
+from .plan import Pair, pair_config, state
+from .processes import Dist, hidden_launcher_env
+from .report import Result
+
+ERROR_FILE = "error.txt"
+MAX_AUTO_BATCH = 16  # per-image throughput stops growing from about batch 16 (GUIDE, H200 floor)
+# Device memory per output pixel of one pair, at bf16 with the history of optim.history L-BFGS pairs: the history
+# (2 x history float32 image-sized vectors), about ten more image-sized vectors, and VGG19's activations kept for
+# the backward pass (about 290 channels per pixel in bf16, twice that with the loss's and cuDNN's own buffers).
+HISTORY_BYTES_PER_PIXEL = 2 * 3 * 4  # per L-BFGS history entry
+OTHER_BYTES_PER_PIXEL = 10 * 3 * 4 + 2 * 290 * 2
+
+
+@dataclass
+class Work:
+    """A pair this process computes: its config, why it runs, the batch it can share, and in the end its job."""
+    pair: Pair
+    where: str  # "3/12 tubingen__starry_night", for messages
+    cfg: DictConfig
+    why: str
+    key: object  # pairs with equal keys can share a batch (None: alone)
+    job: Optional[Job] = None
+    error: str = ""  # why it failed before its batch ran
+    details: str = ""  # the traceback behind `error`, for error.txt
+
+
+def say(d: Dist, text: str) -> None:
+    prefix = f"[rank {d.rank}/{d.world_size}] " if d.world_size > 1 else ""
+    print(prefix + text, flush=True)
+
+
+def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]) -> list[Result]:
+    """This rank's pairs, pairs[rank::world_size]: skip the complete ones, batch the rest by size, run them."""
+    mine = pairs[d.rank::d.world_size]
+    results: list[Result] = []
+    todo: list[Work] = []
+    for i, pair in enumerate(mine, 1):
+        where = f"{i}/{len(mine)} {pair.name}"
+        try:
+            pc = pair_config(cfg, pair, device)
+        except UserError as e:  # cannot happen for a validated sweep config, but never stop the others
+            results.append(Result(pair.index, "failed", d.rank, first_line(e)))
+            say(d, f"{where}: failed: {first_line(e)}")
+            continue
+        status, why = state(pair, pc)
+        if status == "complete":
+            results.append(Result(pair.index, "cached", d.rank))
+            say(d, f"{where}: complete, skipped")
+            continue
+        pc.resume = status == "resumable"
+        todo.append(Work(pair, where, pc, why, batch_key(pc)))
+    batches = group(todo, lambda key: batch_limit(cfg, device, key))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-prepare") as reader:
+        upcoming: Optional[Future] = reader.submit(prepare_batch, batches[0], d) if batches else None
+        for k, batch in enumerate(batches):
+            upcoming.result()
+            upcoming = reader.submit(prepare_batch, batches[k + 1], d) if k + 1 < len(batches) else None
+            results += [failed(d, w, w.error, w.details) for w in batch if w.error]
+            runnable = [w for w in batch if not w.error]
+            if runnable:
+                results += run_batch(runnable, d, f"batch {k + 1}/{len(batches)}" if len(runnable) > 1 else None)
+    return results
+
+
+def batch_key(pc: DictConfig) -> object:
+    """What pairs must share to be optimized together: the target size at every scale and the step they resume
+    from. None when the content image cannot even be measured (the pair then fails alone, saying why)."""
+    try:
+        size = oriented_size(pc.data.content)
+    except UserError:
+        return None
+    step = 0
+    if pc.resume:
+        try:
+            step = int(checkpoint.load(checkpoint.path_in(pc.output.dir))["nst"]["step"])
+        except UserError:
+            return None
+    return tuple(fit_size(size, s) for s in scale_sizes(pc)), step
+
+
+def batch_limit(cfg: DictConfig, device: Optional[int], key: object) -> int:
+    """How many pairs of this key go in one batch: sweep.batch, or with `auto` as many as fit on the GPU."""
+    if key is None:
+        return 1
+    if cfg.sweep.batch != "auto":
+        return int(cfg.sweep.batch)
+    if device is None:
+        return 1
+    sizes, _ = key
+    pixels = max(w * h for w, h in sizes)
+    free, _ = torch.cuda.mem_get_info(device)
+    return pairs_that_fit(free, pixels, cfg.optim.history if cfg.optim.name == "lbfgs" else 2)
+
+
+def pairs_that_fit(free_bytes: int, pixels: int, history: int) -> int:
+    """An estimate (see the byte counts above), using 80% of the free memory, between 1 and MAX_AUTO_BATCH."""
+    per_pair = pixels * (history * HISTORY_BYTES_PER_PIXEL + OTHER_BYTES_PER_PIXEL)
+    return max(1, min(MAX_AUTO_BATCH, int(0.8 * free_bytes) // per_pair))
+
+
+def group(todo: list[Work], limit) -> list[list[Work]]:
+    """Batches in the order of their first pair: each holds up to limit(key) pairs of one key."""
+    open_groups: dict[object, list[Work]] = {}
+    batches: list[list[Work]] = []
+    for work in todo:
+        if work.key is None:
+            batches.append([work])
+            continue
+        members = open_groups.setdefault(work.key, [])
+        if not members:
+            batches.append(members)
+        members.append(work)
+        if len(members) >= limit(work.key):
+            del open_groups[work.key]
+    return batches
+
+
+def prepare_batch(batch: list[Work], d: Dist) -> list[Work]:
+    """Read each pair's images and check its checkpoint (in a helper thread, while the GPU works on the last
+    batch). A checkpoint that cannot be resumed means starting over; any other bad input fails the pair."""
+    for work in batch:
+        try:
+            try:
+                work.job = prepare(Job(work.cfg, pair_extra(work)))
+            except UserError as e:
+                if not (work.cfg.resume and str(e).startswith("resume:")):
+                    raise
+                say(d, f"{work.where}: cannot resume ({first_line(e)}); starting over")
+                work.cfg.resume = False
+                work.job = prepare(Job(work.cfg, pair_extra(work)))
+        except Exception as e:
+            work.error, work.details = first_line(e, typed=True), traceback.format_exc()
+    return batch
+
+
+def pair_extra(work: Work) -> dict:
+    """What a pair's W&B run records beside its config."""
+    return {"pair": {"content": work.pair.content, "style": work.pair.style, "name": work.pair.name,
+                     "index": work.pair.index}, "sweep_name": work.cfg.logger.group}
+
+
+def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
+    """Optimize prepared pairs together; on running out of GPU memory, each half on its own."""
+    for work in batch:
+        say(d, f"{work.where}: running ({work.why})" + (f" in {label} of {len(batch)}" if label else ""))
+        # An older result goes first: if this redo is interrupted, it must not look complete next to the new
+        # config.yaml.
+        for stale in ("final.png", "metrics.json"):
+            if os.path.isfile(os.path.join(work.pair.dir, stale)):
+                os.unlink(os.path.join(work.pair.dir, stale))
+        work.job.started = time.time()
+    try:
+        with SignalGuard() as guard, hidden_launcher_env():
+            fit_batch([w.job for w in batch], guard, label)
+    except torch.OutOfMemoryError:
+        free_memory()
+        if len(batch) == 1:
+            return [failed(d, batch[0], "out of GPU memory (lower data.size, or optim.history)")]
+        half = len(batch) // 2
+        say(d, f"out of GPU memory with {len(batch)} pairs in a batch: going on with {half} and {len(batch) - half}")
+        for work in batch:
+            work.job = Job(work.cfg, work.job.extra_config, work.job.inputs, work.job.resume_step)
+        return run_batch(batch[:half], d, label) + run_batch(batch[half:], d, label)
+    except Exception as e:  # output.dir problems, a bug: every pair of the batch fails, the sweep goes on
+        details = traceback.format_exc()
+        free_memory()
+        return [failed(d, w, first_line(e, typed=True), details) for w in batch]
+    results = []
+    for work in batch:
+        job = work.job
+        if job.error:
+            results.append(failed(d, work, job.error))
+            continue
+        if os.path.exists(os.path.join(work.pair.dir, ERROR_FILE)):
+            os.unlink(os.path.join(work.pair.dir, ERROR_FILE))
+        m = job.result.metrics
+        results.append(Result(work.pair.index, "done", d.rank, metrics=m))
+        say(d, f"{work.where}: done in {m['seconds']:.1f} s, {m['steps']} steps, loss {m['loss']:.4g}")
+    return results
+
+
+def failed(d: Dist, work: Work, message: str, details: str = "") -> Result:
+    """A failed pair: its line, its error.txt (the message and what led to it), its summary row."""
+    say(d, f"{work.where}: failed: {message}")
+    try:
+        save_text(f"{message}\n\n{details}".rstrip() + "\n", os.path.join(work.pair.dir, ERROR_FILE))
+    except Exception:  # the folder itself may be what is wrong; the summary row still says why
+        pass
+    free_memory()
+    return Result(work.pair.index, "failed", d.rank, message)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+

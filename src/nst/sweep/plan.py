@@ -1,0 +1,162 @@
+"""The plan of a sweep: which pairs, each pair's own config and folder, and whether a pair is already done.
+
+The pairs are `sweep.contents x sweep.styles` (paths or globs) or an explicit `sweep.pairs` list, in a fixed
+order that every process computes alike. A pair's config is the sweep's with its images, folder and W&B names;
+a pair is complete when its outputs exist and were made with the settings the sweep would use now.
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import SweepConfig, validate
+from ..errors import ConfigError
+
+OUTPUTS = ("final.png", "metrics.json", "config.yaml")
+# Keys that do not change a pair's result: a pair made with other values of these is still complete.
+NOT_RESULT_KEYS = ("logger", "trainer.devices", "trainer.accelerator", "trainer.enable_progress_bar",
+                   "trainer.cudnn_benchmark", "resume", "output.checkpoint")
+CHECKPOINT = "last.ckpt"  # what an interrupted run leaves (runner/run.py): the pair goes on from there
+
+
+
+@dataclass
+class Pair:
+    index: int  # position in the sweep (content-major for contents x styles)
+    content: str
+    style: str
+    name: str  # <content-stem>__<style-stem>
+    dir: str
+
+
+def stem(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
+
+
+def expand(key: str, patterns: list[str]) -> list[str]:
+    """Paths and globs -> paths, in order, each once. A glob that matches nothing is a config error; a plain
+    path that does not exist is kept (its pairs fail and say why, the others run)."""
+    out: list[str] = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise ConfigError(f"sweep.{key}: '{pattern}' matches no file")
+        else:
+            matches = [pattern]
+        for m in matches:
+            if os.path.normpath(m) not in {os.path.normpath(p) for p in out}:
+                out.append(m)
+    return out
+
+
+def plan(cfg: DictConfig) -> list[Pair]:
+    """Every pair of the sweep in a fixed order (the same on every rank), each once."""
+    sweep = cfg.sweep
+    if sweep.contents:
+        raw = [(c, s) for c in expand("contents", list(sweep.contents)) for s in expand("styles", list(sweep.styles))]
+    elif sweep.pairs:
+        raw = [(p["content"], p["style"]) if isinstance(p, DictConfig) else (p[0], p[1]) for p in sweep.pairs]
+    else:
+        raise ConfigError("sweep: no pairs; set sweep.contents and sweep.styles (paths or globs), or sweep.pairs")
+    pairs: list[Pair] = []
+    seen: dict[tuple[str, str], Pair] = {}
+    by_name: dict[str, Pair] = {}
+    for content, style in raw:
+        key = (os.path.normpath(content), os.path.normpath(style))
+        if key in seen:
+            continue  # the same pair listed twice is computed once
+        name = f"{stem(content)}__{stem(style)}"
+        if name in by_name:
+            other = by_name[name]
+            raise ConfigError(f"sweep: {content} + {style} and {other.content} + {other.style} would both write "
+                              f"{os.path.join(cfg.output.dir, name)} (same file names; rename one)")
+        pair = Pair(len(pairs), content, style, name, os.path.join(cfg.output.dir, name))
+        pairs.append(pair)
+        seen[key] = pair
+        by_name[name] = pair
+    return pairs
+
+
+def sweep_name(cfg: DictConfig) -> str:
+    if cfg.sweep.name:
+        return cfg.sweep.name
+    if cfg.logger.group:
+        return cfg.logger.group
+    return os.path.basename(os.path.normpath(os.path.abspath(cfg.output.dir)))
+
+
+def pair_config(cfg: DictConfig, pair: Pair, device: Optional[int] = None) -> DictConfig:
+    """The single-run config of one pair: the sweep's settings, this pair's images and folder, W&B grouping.
+
+    Its sweep section is reset to the defaults, so `train.py --config <pair>/config.yaml` redoes this pair."""
+    pc = copy.deepcopy(cfg)  # keeps the schema: values are type-checked as they are set
+    pc.data.content = pair.content
+    pc.data.style = pair.style
+    pc.data.style_weights = None
+    pc.output.dir = pair.dir
+    pc.logger.group = sweep_name(cfg)
+    pc.logger.job_type = "pair"
+    pc.logger.name = pair.name
+    pc.logger.tags = list(cfg.logger.tags) + [f"content:{stem(pair.content)}"[:64], f"style:{stem(pair.style)}"[:64]]
+    pc.sweep = OmegaConf.structured(SweepConfig)
+    if device is not None:
+        pc.trainer.accelerator = "gpu"
+        pc.trainer.devices = [device]
+    else:
+        pc.trainer.accelerator = "cpu"
+        pc.trainer.devices = 1
+    validate(pc)
+    return pc
+
+
+def result_view(container: dict) -> dict:
+    """A config as a plain dict without the keys that do not change the result."""
+    for dotted in NOT_RESULT_KEYS:
+        *parents, last = dotted.split(".")
+        node = container
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return container
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(dict.fromkeys([*a, *b])):
+            d = first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{prefix[:-1]}: {a!r} -> {b!r}"
+
+
+def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
+    """(state, why) of a pair's folder: `complete` (all three outputs, made with this sweep's settings for the
+    pair), `resumable` (an interrupted run's checkpoint with the same settings) or `todo`."""
+    missing = [f for f in OUTPUTS if not os.path.isfile(os.path.join(pair.dir, f))]
+    if len(missing) == len(OUTPUTS):
+        return "todo", "new"
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(os.path.join(pair.dir, "config.yaml")), resolve=True)
+    except Exception as e:  # no or an unreadable config.yaml: redo the pair
+        return "todo", f"incomplete (no {', '.join(missing)})" if missing else f"unreadable config.yaml ({type(e).__name__})"
+    diff = first_difference(result_view(stored), result_view(OmegaConf.to_container(pc, resolve=True)))
+    if diff:
+        return "todo", f"settings changed ({diff})"
+    if not missing:
+        return "complete", "complete"
+    if "final.png" in missing and os.path.isfile(os.path.join(pair.dir, CHECKPOINT)):
+        return "resumable", f"interrupted earlier, resuming from {CHECKPOINT}"
+    return "todo", f"incomplete (no {', '.join(missing)})"
+
+

@@ -1,0 +1,182 @@
+"""The end of a sweep: summary.csv, the contact sheet and the W&B table, from what is on disk."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import DictConfig
+from PIL import Image, ImageDraw, ImageFont
+
+from ..files import save_png, save_text
+from ..images import fit_size, open_rgb
+from ..runner.tracking import finish, start_run
+from .plan import Pair, stem, sweep_name
+
+SUMMARY_COLUMNS = ["pair", "content", "style", "status", "loss", "content_loss", "style_loss", "tv_loss",
+                   "seconds", "total_seconds", "steps", "evaluations", "height", "width", "batch", "rank", "error"]
+
+
+@dataclass
+class Result:
+    pair: int  # index into the plan
+    status: str  # done (computed now) | cached (complete from before) | failed
+    rank: int
+    error: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+def _read_metrics(pair: Pair) -> dict:
+    try:
+        with open(os.path.join(pair.dir, "metrics.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def summary_rows(pairs: list[Pair], results: list[Result]) -> list[dict]:
+    by_pair = {r.pair: r for r in results}
+    rows = []
+    for pair in pairs:
+        r = by_pair.get(pair.index) or Result(pair.index, "failed", -1, "no result (its process did not report)")
+        m = _read_metrics(pair) if r.status != "failed" else {}
+        size = m.get("size") or [None, None]
+        row = {"pair": pair.name, "content": pair.content, "style": pair.style, "status": r.status,
+               "loss": m.get("loss"), "content_loss": m.get("content_loss"), "style_loss": m.get("style_loss"),
+               "tv_loss": m.get("tv_loss"), "seconds": m.get("seconds"), "total_seconds": m.get("total_seconds"),
+               "steps": m.get("steps"), "evaluations": m.get("evaluations"), "height": size[0], "width": size[1],
+               "batch": m.get("batch"),
+               "rank": r.rank if r.status == "done" else "", "error": r.error}
+        rows.append(row)
+    return rows
+
+
+def write_summary(rows: list[dict], path: str) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in SUMMARY_COLUMNS})
+    save_text(buf.getvalue(), path)
+
+
+def axes(pairs: list[Pair]) -> tuple[list[str], list[str]]:
+    """The contact sheet's rows (contents) and columns (styles), in the sweep's order."""
+    return list(dict.fromkeys(p.content for p in pairs)), list(dict.fromkeys(p.style for p in pairs))
+
+
+def fit_box(im: Image.Image, box: int) -> Image.Image:
+    """Scaled (up or down) so that the longest side is `box`."""
+    size = fit_size(im.size, box)
+    return im.resize(size, Image.Resampling.LANCZOS) if size != im.size else im.copy()
+
+
+def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = ""):
+    """A grid on white: the top row shows the styles, the left column the contents, and cell (i, j) the result
+    for content i in style j. (1 + #contents) x (1 + #styles) square cells of `cell` pixels each."""
+    contents, styles = axes(pairs)
+    sheet = Image.new("RGB", ((len(styles) + 1) * cell, (len(contents) + 1) * cell), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=max(10, cell // 16))
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    pad = max(2, cell // 32)
+    label_h = max(12, cell // 12)
+
+    def put(im, col: int, row: int, label: str = "", fill=None) -> None:
+        x0, y0 = col * cell, row * cell
+        if fill is not None:
+            draw.rectangle([x0 + pad, y0 + pad, x0 + cell - pad - 1, y0 + cell - pad - 1], fill=fill)
+        box = cell - 2 * pad - (label_h if label else 0)
+        if im is not None:
+            im = fit_box(im, box)
+            sheet.paste(im, (x0 + (cell - im.width) // 2, y0 + pad + (box - im.height) // 2))
+        if label:
+            text = label if len(label) <= 2 * cell // max(10, cell // 16) else label[: 2 * cell // max(10, cell // 16) - 1] + "…"
+            draw.text((x0 + cell // 2, y0 + cell - pad - label_h // 2), text, fill=(0, 0, 0), font=font, anchor="mm")
+
+    def source(path: str):
+        try:
+            return open_rgb(path)
+        except Exception:
+            return None
+
+    if title:
+        put(None, 0, 0, title)
+    for j, style in enumerate(styles, 1):
+        im = source(style)
+        put(im, j, 0, stem(style), fill=None if im is not None else (250, 225, 225))
+    for i, content in enumerate(contents, 1):
+        im = source(content)
+        put(im, 0, i, stem(content), fill=None if im is not None else (250, 225, 225))
+    status = {row["pair"]: row["status"] for row in rows}
+    for pair in pairs:
+        i, j = contents.index(pair.content) + 1, styles.index(pair.style) + 1
+        if status.get(pair.name) == "failed":
+            put(None, j, i, "failed", fill=(250, 225, 225))
+            continue
+        try:
+            with Image.open(os.path.join(pair.dir, "final.png")) as im:
+                put(im.convert("RGB"), j, i)
+        except OSError:
+            put(None, j, i, "missing", fill=(240, 240, 240))
+    return sheet
+
+
+def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_dir: str) -> Optional[str]:
+    """One more W&B run in the sweep's group (job_type=summary): a Table of every pair with thumbnails and final
+    losses, and the contact sheet. Returns the run's id, or None when logging is disabled."""
+    sc = copy.deepcopy(cfg)
+    sc.logger.group = sweep_name(cfg)
+    sc.logger.job_type = "summary"
+    sc.logger.name = f"{sweep_name(cfg)} summary"
+    sc.logger.tags = list(cfg.logger.tags) + ["summary"]
+    run = start_run(sc, out_dir, {"pairs": len(pairs)})
+    if run is None:
+        return None
+    try:
+        import wandb  # only when logging: it takes half a second to import
+
+        def thumb(path: str):
+            try:
+                return wandb.Image(fit_box(open_rgb(path), 128))
+            except Exception:
+                return None
+
+        columns = ["pair", "content", "style", "result", "status", "loss", "content_loss", "style_loss",
+                   "seconds", "steps", "error"]
+        table = wandb.Table(columns=columns)
+        for pair, row in zip(pairs, rows):
+            result = None
+            if row["status"] != "failed":
+                try:
+                    with Image.open(os.path.join(pair.dir, "final.png")) as im:
+                        result = wandb.Image(fit_box(im.convert("RGB"), 256))
+                except OSError:
+                    result = None
+            table.add_data(pair.name, thumb(pair.content), thumb(pair.style), result, row["status"], row["loss"],
+                           row["content_loss"], row["style_loss"], row["seconds"], row["steps"], row["error"])
+        run.log({"pairs": table, "contact_sheet": wandb.Image(sheet, caption="rows: contents, columns: styles")})
+        for status in ("done", "cached", "failed"):
+            run.summary[f"pairs_{status}"] = sum(r["status"] == status for r in rows)
+        return run.id
+    finally:
+        finish(run)
+
+
+def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result]) -> list[dict]:
+    out_dir = cfg.output.dir
+    rows = summary_rows(pairs, results)
+    write_summary(rows, os.path.join(out_dir, "summary.csv"))
+    sheet = contact_sheet(pairs, rows, cfg.sweep.cell, sweep_name(cfg))
+    save_png(sheet, os.path.join(out_dir, "contact_sheet.png"))
+    log_table(cfg, pairs, rows, sheet, out_dir)
+    return rows
+
+
