@@ -58,7 +58,15 @@ class BatchLBFGS(torch.optim.Optimizer):
     def step(self, closure):
         group = self.param_groups[0]
         p = group["params"][0]
-        closure = torch.enable_grad()(closure)
+        device = p.device.type
+        # The step may run inside the training precision's autocast (Lightning's bf16-mixed wraps the whole
+        # training step). Only the closure belongs there: the optimizer's own products are float32.
+        precision = torch.autocast(device, dtype=torch.get_autocast_dtype(device),
+                                   enabled=torch.is_autocast_enabled(device))
+        with torch.autocast(device, enabled=False):
+            return self._step(group, p, _in(precision, torch.enable_grad()(closure)))
+
+    def _step(self, group: dict, p: torch.Tensor, closure):
         flat = p.view(p.shape[0], -1)  # fails loudly for a non-contiguous parameter instead of copying
         state = self.state[p]
         if "hist" not in state or state["hist"].shape[-1] != flat.shape[1]:
@@ -93,7 +101,7 @@ class BatchLBFGS(torch.optim.Optimizer):
         b, n = flat.shape
         state.clear()
         state["n_iter"] = 0
-        state["hist"] = flat.new_zeros(b, 2 * m, n)  # ring slots: rows [0, m) hold s, rows [m, 2m) hold y
+        state["hist"] = flat.new_zeros(b, 2, m, n)  # ring slots of s ([:, 0]) and y ([:, 1])
         state["sy"] = flat.new_zeros(b, m, m)  # s_i . y_j by slot
         state["yy"] = flat.new_zeros(b, m, m)  # y_i . y_j by slot
         state["valid"] = torch.zeros(b, m, dtype=torch.bool, device=flat.device)
@@ -103,56 +111,61 @@ class BatchLBFGS(torch.optim.Optimizer):
         state["t"] = flat.new_zeros(b)
 
     @staticmethod
-    def _remember(state: dict, g: torch.Tensor) -> None:
+    def _slots(state: dict) -> int:
+        """Slots that may hold a pair, known on the host: one pair at most per step since the first, so before
+        the ring wraps only the first n_iter - 1 are used (the products skip the empty ones)."""
+        return min(state["hist"].shape[2], state["n_iter"] - 1)
+
+    def _remember(self, state: dict, g: torch.Tensor) -> None:
         """Add (s, y) of the last step to each image's ring where s.y > CURVATURE_EPS, with its dot products."""
         hist, ptr = state["hist"], state["ptr"]
-        m = hist.shape[1] // 2
+        b, m, k = hist.shape[0], hist.shape[2], self._slots(state)
         y = g - state["prev_g"]
         s = state["d"] * state["t"][:, None]
         ys = (y * s).sum(1)
         keep = ys > CURVATURE_EPS
-        rows = torch.arange(hist.shape[0], device=hist.device)
-        pair = hist.view(hist.shape[0], 2, m, -1)  # [B, (s, y), slot, n]
-        new = torch.stack([s, y], 1)
-        pair[rows, :, ptr] = torch.where(keep[:, None, None], new, pair[rows, :, ptr])
-        dots = torch.bmm(hist, new.transpose(1, 2))  # [B, 2m, 2]: every slot's s and y against the new pair
-        s_new_y, s_y_new, y_y_new = dots[:, m:, 0], dots[:, :m, 1], dots[:, m:, 1]
-        slot = (torch.arange(m, device=hist.device) == ptr[:, None]) & keep[:, None]  # [B, m]
+        rows = torch.arange(b, device=hist.device)
+        new = torch.stack([s, y], 1)  # [B, 2, n]
+        hist[rows, :, ptr] = torch.where(keep[:, None, None], new, hist[rows, :, ptr])
+        with_s = torch.bmm(hist[:, 0, :k], new.transpose(1, 2))  # [B, k, 2]: every s_i against the new s and y
+        with_y = torch.bmm(hist[:, 1, :k], new.transpose(1, 2))  # every y_j against them
+        slot = (torch.arange(k, device=hist.device) == ptr[:, None]) & keep[:, None]  # [B, k]: where it went
         row, col = slot[:, :, None], slot[:, None, :]
-        state["sy"] = torch.where(col, s_y_new[:, :, None], torch.where(row, s_new_y[:, None, :], state["sy"]))
-        state["yy"] = torch.where(col, y_y_new[:, :, None], torch.where(row, y_y_new[:, None, :], state["yy"]))
-        state["valid"] = state["valid"] | slot
+        sy, yy = state["sy"][:, :k, :k], state["yy"][:, :k, :k]
+        sy.copy_(torch.where(col, with_s[:, :, 1:], torch.where(row, with_y[:, None, :, 0], sy)))
+        yy.copy_(torch.where(col, with_y[:, :, 1:], torch.where(row, with_y[:, None, :, 1], yy)))
+        state["valid"][:, :k] |= slot
         state["ptr"] = torch.where(keep, (ptr + 1) % m, ptr)
         state["h_diag"] = torch.where(keep, ys / (y * y).sum(1), state["h_diag"])
 
-    @staticmethod
-    def _inverse_hessian_times(state: dict, g: torch.Tensor) -> torch.Tensor:
+    def _inverse_hessian_times(self, state: dict, g: torch.Tensor) -> torch.Tensor:
         """H g in the compact form: H = gI + [S gY] [[R^-T (D + g Y'Y) R^-1, -R^-T], [-R^-1, 0]] [S gY]'.
 
         R is the upper triangle of S'Y and D its diagonal, both in the order the pairs were added (oldest
         first); g is h_diag. Empty slots have s = y = 0 and a unit diagonal in R, so they add nothing.
         """
         hist = state["hist"]
-        b, m = hist.shape[0], hist.shape[1] // 2
-        arange = torch.arange(m, device=hist.device)
-        order = (state["ptr"][:, None] + arange) % m  # slots, oldest first
-        since = (arange - state["ptr"][:, None]) % m  # its inverse: slot -> position in `order`
-        ab = torch.bmm(hist, g.unsqueeze(2)).squeeze(2)  # [B, 2m]: S g, Y g
-        small = torch.float64  # m x m solves: float64 costs nothing here and R can be ill-conditioned
-        a = ab[:, :m].gather(1, order).to(small).unsqueeze(2)
-        bq = ab[:, m:].gather(1, order).to(small).unsqueeze(2)
-        rows, cols = order[:, :, None].expand(b, m, m), order[:, None, :].expand(b, m, m)
-        sy = state["sy"].gather(1, rows).gather(2, cols).to(small)
-        yy = state["yy"].gather(1, rows).gather(2, cols).to(small)
-        valid = state["valid"].gather(1, order)
+        b, k = hist.shape[0], self._slots(state)
+        s_k, y_k = hist[:, 0, :k], hist[:, 1, :k]
+        arange = torch.arange(k, device=hist.device)
+        order = (state["ptr"][:, None] + arange) % k  # slots, oldest first (empty ones before them)
+        since = (arange - state["ptr"][:, None]) % k  # its inverse: slot -> position in `order`
+        small = torch.float64  # k x k solves: float64 costs nothing here and R can be ill-conditioned
+        a = torch.bmm(s_k, g.unsqueeze(2)).squeeze(2).gather(1, order).to(small).unsqueeze(2)
+        bq = torch.bmm(y_k, g.unsqueeze(2)).squeeze(2).gather(1, order).to(small).unsqueeze(2)
+        rows, cols = order[:, :, None].expand(b, k, k), order[:, None, :].expand(b, k, k)
+        sy = state["sy"][:, :k, :k].gather(1, rows).gather(2, cols).to(small)
+        yy = state["yy"][:, :k, :k].gather(1, rows).gather(2, cols).to(small)
+        valid = state["valid"][:, :k].gather(1, order)
         gamma = state["h_diag"].to(small)[:, None, None]
-        r = torch.where(torch.eye(m, dtype=torch.bool, device=hist.device) & ~valid[:, None, :], 1.0, sy.triu())
+        r = torch.where(torch.eye(k, dtype=torch.bool, device=hist.device) & ~valid[:, None, :], 1.0, sy.triu())
         u = torch.linalg.solve_triangular(r, a, upper=True)
         w = torch.diagonal(sy, dim1=1, dim2=2).unsqueeze(2) * u + gamma * (yy @ u - bq)
         top = torch.linalg.solve_triangular(r.transpose(1, 2), w, upper=False)
-        coef = torch.cat([top.squeeze(2).gather(1, since), (-gamma.squeeze(2) * u.squeeze(2)).gather(1, since)], 1)
-        scaled = state["h_diag"][:, None] * g
-        return torch.baddbmm(scaled.unsqueeze(1), coef.to(g.dtype).unsqueeze(1), hist).squeeze(1)
+        coef_s = top.squeeze(2).gather(1, since).to(g.dtype).unsqueeze(1)
+        coef_y = (-gamma.squeeze(2) * u.squeeze(2)).gather(1, since).to(g.dtype).unsqueeze(1)
+        hg = torch.baddbmm((state["h_diag"][:, None] * g).unsqueeze(1), coef_s, s_k)
+        return torch.baddbmm(hg, coef_y, y_k).squeeze(1)
 
     # ------------------------------------------------------------------ line search
     @staticmethod
@@ -241,6 +254,14 @@ class BatchLBFGS(torch.optim.Optimizer):
             evaluations = evaluations + searching
             extra = extra + searching
         return lo_t, evaluations
+
+
+def _in(context, fn):
+    """`fn` called inside `context` (re-entered each call)."""
+    def wrapped():
+        with context:
+            return fn()
+    return wrapped
 
 
 def _pick(mask: torch.Tensor, a: tuple, b: tuple) -> tuple:
