@@ -79,3 +79,15 @@ def test_every_loss_is_per_image_in_a_batch():
         assert together.shape == (3,)
         for b in range(3):
             assert torch.allclose(together[b], loss(f[b:b + 1], t[b:b + 1])[0], rtol=1e-6)
+
+
+def test_the_fused_terms_equal_the_paper_formulas_with_their_weights():
+    from nst.model.losses import content_term, style_term
+    torch.manual_seed(2)
+    f, a = torch.randn(2, 4, 6, 5, dtype=torch.float64), torch.randn(2, 4, 6, 5, dtype=torch.float64)
+    weight, norm, m = 3.0, torch.tensor([0.5, 2.0], dtype=torch.float64), 30
+    target = gram(a)  # the style's Gram, divided by its positions
+    fused = style_term(f, target * m, weight / (4 * 4 ** 2 * m ** 2 * norm))
+    assert torch.allclose(fused, weight * gatys_style_loss(gram(f), target, 4) / norm)
+    fused = content_term(f, a, weight / (f[0].numel() * norm))
+    assert torch.allclose(fused, weight * content_loss(f, a) / norm)

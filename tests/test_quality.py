@@ -89,8 +89,12 @@ def test_avg_pooling_runs(tmp_path):
 
 def test_coarse_to_fine_beats_one_scale_for_the_same_compute(tmp_path):
     """Equal compute: a VGG pass costs time in proportion to pixels (see make bench), so 30 steps each at
-    80, 113 and 160 px cost as much as 53 steps at 160 px. Real weights, float32, one shared evaluator."""
-    real = ["model.weights=caffe", "trainer.precision=32", "data.size=160"]
+    80, 113 and 160 px cost as much as 53 steps at 160 px. Real weights, float32, one shared evaluator.
+
+    From noise, where the coarse scales have the large structures to paint: 5-7% lower over runs whose starts
+    differ by 1e-6..1e-4. From the content image the two end within about 1% of each other, inside the spread
+    that L-BFGS makes of rounding differences, so the sign there depends on rounding."""
+    real = ["model.weights=caffe", "trainer.precision=32", "data.size=160", "init=noise"]
     multi = _run(tmp_path, "multi", *real, "scales.min=80", "scales.steps=30", "trainer.max_steps=90")
     sizes = [(80, 60), (113, 85), (160, 120)]
     budget = sum(30 * w * h for w, h in sizes) / (160 * 120)

@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import ROOT
 from wandb_records import offline_runs
 
-TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, wherever its script was installed
 CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg"]
 STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg"]
 PAIRS = [f"{c}__{s}" for c in ("tubingen", "golden_gate") for s in ("starry_night", "the_scream")]
@@ -44,7 +44,7 @@ def _env(tmp_path, **extra: str) -> dict:
 
 
 def torchrun(tmp_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
-    return subprocess.run([TORCHRUN, f"--nproc_per_node={nproc}", "-m", "nst.sweep", *args], cwd=ROOT,
+    return subprocess.run([*TORCHRUN, f"--nproc_per_node={nproc}", "-m", "nst.sweep", *args], cwd=ROOT,
                           env=_env(tmp_path), capture_output=True, text=True, timeout=300)
 
 
@@ -151,6 +151,30 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
     assert "tubingen__starry_night: running (interrupted earlier, resuming from last.ckpt)" in log, log[-3000:]
     assert ran(log) == ["tubingen__starry_night"]
     assert summary(out)[0]["steps"] == "100"
+
+
+def test_a_batched_sweep_makes_what_pair_by_pair_makes(tmp_path):
+    """sweep.batch=4: four pairs of one size, one batch through VGG19. The same pairs, steps and (within 2%)
+    final losses as sweep.batch=1, and each pair still has its own folder, outputs and W&B run. (Few steps:
+    L-BFGS grows rounding differences along a run; see test_batch.py.)"""
+    styles = STYLES + ["assets/shipwreck.jpg", "assets/woman-with-hat-matisse.jpg"]
+    logs, rows = {}, {}
+    for batch in (1, 4):
+        out = tmp_path / f"batch{batch}"
+        proc = sweep(tmp_path, *tiny(out, f"sweep.batch={batch}", "trainer.max_steps=6",
+                                     contents=["assets/tubingen.jpg"], styles=styles))
+        logs[batch] = proc.stdout + proc.stderr
+        assert proc.returncode == 0, logs[batch][-3000:]
+        rows[batch] = summary(out)
+    assert len(ran(logs[4])) == 4 and logs[4].count("in batch 1/1 of 4") == 4
+    assert [r["pair"] for r in rows[1]] == [r["pair"] for r in rows[4]] and len(rows[4]) == 4
+    for one, four in zip(rows[1], rows[4]):
+        assert one["status"] == four["status"] == "done" and one["steps"] == four["steps"] == "6"
+        assert (one["batch"], four["batch"]) == ("1", "4")
+        assert float(four["loss"]) == pytest.approx(float(one["loss"]), rel=0.02)
+        assert {"final.png", "metrics.json", "config.yaml", "last.ckpt"} <= set(os.listdir(tmp_path / "batch4" / four["pair"]))
+    pair_runs = [r for r in offline_runs(str(tmp_path / "batch4")) if r.job_type == "pair"]
+    assert len(pair_runs) == 4 and all("loss" in r.history_keys and r.artifacts for r in pair_runs)
 
 
 def _free_port() -> int:

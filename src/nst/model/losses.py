@@ -25,22 +25,43 @@ class _GramProduct(torch.autograd.Function):
         return torch.bmm(f, grad + grad.transpose(1, 2))
 
 
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """G = F F^T / M for features [B, N, H, W] (M = H*W positions); [B, N, N].
-
-    Dividing by M keeps the numbers small; gatys_style_loss accounts for it exactly.
-    """
+def gram_sums(features: torch.Tensor) -> torch.Tensor:
+    """F F^T for features [B, N, H, W] (N channels, H*W positions): [B, N, N] in float32 (float64 stays)."""
     b, n, h, w = features.shape
     f = features.permute(0, 2, 3, 1).reshape(b, h * w, n)  # a free view for channels_last features
     if f.dtype not in (torch.float32, torch.float64, torch.bfloat16):
         f = f.float()
     g = _GramProduct.apply(f)
-    return (g if g.dtype == torch.float64 else g.float()) / (h * w)
+    return g if g.dtype == torch.float64 else g.float()
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """G = F F^T / M for features [B, N, H, W] (M = H*W positions); [B, N, N].
+
+    Dividing by M keeps the numbers small; gatys_style_loss accounts for it exactly.
+    """
+    return gram_sums(features) / (features.shape[-2] * features.shape[-1])
 
 
 def gatys_style_loss(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
     """E_l = sum((G - A)^2) / (4 N^2 M^2) per image [B], for Grams [B, N, N] already divided by M."""
     return ((g - a) ** 2).sum((1, 2)) / (4.0 * n * n)
+
+
+def style_term(features: torch.Tensor, target_sums: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum((F F^T - T)^2) per image: a layer's weighted style loss in the fewest kernels.
+
+    With T = M A (the style's Gram times the positions of these features) and scale = weight / (4 N^2 M^2 norm),
+    it equals weight * gatys_style_loss(gram(features), A, N) / norm: the 1/M of the Gram folds into `scale`.
+    """
+    return ((gram_sums(features) - target_sums) ** 2).sum((1, 2)) * scale
+
+
+def content_term(features: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum((F - T)^2) per image (content_loss times weight / (elements x norm), in fewer kernels);
+    computed on [B, H, W, C] views, like content_loss, so that the gradient stays channels_last."""
+    f, t = features.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
+    return ((f.float() - t) ** 2).sum((1, 2, 3)) * scale
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

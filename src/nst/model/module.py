@@ -25,11 +25,9 @@ from PIL import Image
 
 from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
-from .losses import content_loss, gatys_style_loss, gram, tv_loss
+from .losses import content_term, gatys_style_loss, gram, style_term, tv_loss
 from .optim import BatchLBFGS
 from .vgg import VGG19Features
-
-HEALTHY, BAD_LOSS, BAD_IMAGE = 0, 1, 2  # what went bad (the second column of `bad`)
 
 
 @dataclass
@@ -109,6 +107,12 @@ class Recording:
                     or (self.save_every and done % self.save_every == 0))
 
 
+def _positions(layer: str, h: int, w: int) -> int:
+    """Positions (height x width) of a layer's feature map for an h x w image: halved by each pooling before it."""
+    pools = int(layer[4]) - 1  # conv{block}_{i}: one 2x2 pooling before each block after the first
+    return (h >> pools) * (w >> pools)
+
+
 class StyleTransferModule(L.LightningModule):
     def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], objective: Objective,
                  schedule: Schedule, optimizer: OptimizerSettings, recording: Recording):
@@ -128,8 +132,7 @@ class StyleTransferModule(L.LightningModule):
         b = len(pictures)
         # Per-picture state on the device (non-persistent buffers: they follow the module, never a checkpoint).
         for name, value in (("last_good", self.target.detach().clone()), ("alive", torch.ones(b, dtype=torch.bool)),
-                            ("good_steps", torch.zeros(b)),
-                            ("bad", torch.tensor([[-1.0, HEALTHY, 0.0]]).repeat(b, 1)),  # step, BAD_*, the loss
+                            ("bad", torch.tensor([[-1.0, 0.0]]).repeat(b, 1)),  # the step it went bad at, its loss
                             ("evaluations", torch.zeros(b)), ("initial_loss", torch.full((b,), float("nan")))):
             self.register_buffer(name, value, persistent=False)
         self.records: list[tuple[int, torch.Tensor]] = []  # (step, [B, parts + 1]) awaiting transfer
@@ -198,6 +201,16 @@ class StyleTransferModule(L.LightningModule):
                              for k, v in self.content_targets.items()}
         self.style_norm = {k: gatys_style_loss(torch.zeros_like(g), g, g.shape[-1]).clamp_min(1e-12)
                            if obj.normalize else ones for k, g in self.style_targets.items()}
+        # Each layer's weights, normaliser and size in one factor per picture (style_term, content_term).
+        h, w = self.size_hw(scale)
+        self.content_terms = {k: (t, obj.content_weight / (len(obj.content_layers) * t[0].numel() * self.content_norm[k]))
+                              for k, t in self.content_targets.items()}
+        self.style_terms = {}
+        for k, lw in zip(obj.style_layers, obj.style_layer_weights):
+            a, n = self.style_targets[k], self.style_targets[k].shape[-1]
+            m = _positions(k, h, w)
+            self.style_terms[k] = (a * m, obj.style_weight * lw / (4.0 * n * n * m * m * self.style_norm[k]))
+        self.no_tv = torch.zeros(self.batch_size, device=self.device)
 
     def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-picture total loss [B] and its parts (each [B], weighted as they enter the total)."""
@@ -206,19 +219,13 @@ class StyleTransferModule(L.LightningModule):
         feats = self.extractor(image, layers)
         parts: dict[str, torch.Tensor] = {}
         with torch.autocast(self.device.type, enabled=False):
-            c = sum(content_loss(feats[k], self.content_targets[k]) / self.content_norm[k]
-                    for k in obj.content_layers) / len(obj.content_layers)
-            style_total = 0.0
-            for k, w in zip(obj.style_layers, obj.style_layer_weights):
-                g = gram(feats[k])
-                layer = w * gatys_style_loss(g, self.style_targets[k], g.shape[-1]) / self.style_norm[k]
-                parts[f"style/{k}"] = obj.style_weight * layer
-                style_total = style_total + layer
-            t = tv_loss(image.float()) if obj.tv_weight > 0 else image.new_zeros(image.shape[0])
-            parts["content_loss"] = obj.content_weight * c
-            parts["style_loss"] = obj.style_weight * style_total
-            parts["tv_loss"] = obj.tv_weight * t
-            total = parts["content_loss"] + parts["style_loss"] + parts["tv_loss"]
+            content = sum(content_term(feats[k], t, c) for k, (t, c) in self.content_terms.items())
+            for k, (t, c) in self.style_terms.items():
+                parts[f"style/{k}"] = style_term(feats[k], t, c)
+            style = sum(parts[f"style/{k}"] for k in obj.style_layers)
+            tv = obj.tv_weight * tv_loss(image.float()) if obj.tv_weight > 0 else self.no_tv
+            parts["content_loss"], parts["style_loss"], parts["tv_loss"] = content, style, tv
+            total = content + style + tv if obj.tv_weight > 0 else content + style
         parts["loss"] = total
         return total, parts
 
@@ -281,8 +288,8 @@ class StyleTransferModule(L.LightningModule):
             loss, parts = self.losses(self.target)
             self.manual_backward(loss.sum())
             self.target.grad.mul_(keep)  # a failed picture stays where it is
-            if not first:
-                first.update({k: v.detach() for k, v in parts.items()})
+            if not first:  # the parts at the start of the step (their graph is freed by the backward pass)
+                first.update(parts)
             return loss.detach()
 
         try:
@@ -304,16 +311,13 @@ class StyleTransferModule(L.LightningModule):
     @torch.no_grad()
     def _check_health(self, step: int, loss: torch.Tensor) -> None:
         """A picture whose loss (at the start of the step) or image (after it) is not finite goes back to its last
-        finite image and stays there; the step, what went bad and the loss are kept for the error message."""
-        loss_ok = torch.isfinite(loss)
-        finite = loss_ok & torch.isfinite(self.target.sum((1, 2, 3)))  # a sum is finite iff every pixel is
-        newly_bad = (self.alive & ~finite)[:, None]
-        what = torch.where(loss_ok, float(BAD_IMAGE), float(BAD_LOSS))
-        self.bad = torch.where(newly_bad, torch.stack([torch.full_like(loss, step), what, loss], 1), self.bad)
+        finite image, the one after `step` steps, and stays there; the step and its loss make the error message."""
+        finite = torch.isfinite(loss + self.target.sum((1, 2, 3)))  # a sum is finite iff every term is
+        newly_bad = self.alive > finite  # alive and not finite
+        self.bad = torch.where(newly_bad[:, None], torch.stack([torch.full_like(loss, step), loss], 1), self.bad)
         self.alive &= finite
-        self.target.copy_(torch.where(self.alive[:, None, None, None], self.target, self.last_good))
+        torch.where(self.alive[:, None, None, None], self.target, self.last_good, out=self.target.data)
         self.last_good.copy_(self.target)
-        self.good_steps = torch.where(self.alive, float(step + 1), self.good_steps)
 
     def _record(self, step: int, scale: int, parts: dict[str, torch.Tensor]) -> None:
         rec = self.recording
@@ -324,9 +328,8 @@ class StyleTransferModule(L.LightningModule):
             self.snapshots.append((step + 1, self.target.detach().clone()))
 
     def status(self) -> torch.Tensor:
-        """[B, 6]: alive, good_steps, the bad step, what went bad, the bad loss, evaluations (read with the
-        records)."""
-        return torch.cat([self.alive[:, None].float(), self.good_steps[:, None], self.bad, self.evaluations[:, None]], 1)
+        """[B, 4]: alive, the step it went bad at, that step's loss, evaluations (read with the records)."""
+        return torch.cat([self.alive[:, None].float(), self.bad, self.evaluations[:, None]], 1)
 
     # ------------------------------------------------------------------ checkpoints (see runner/checkpoint.py)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -351,7 +354,6 @@ class StyleTransferModule(L.LightningModule):
         with torch.no_grad():
             self.target.data = torch.empty(saved.shape, dtype=self.target.dtype, device=self.target.device)
         self.last_good = saved.detach().to(self.target.dtype).clone()
-        self.good_steps.fill_(float(meta.get("step", 0)))
         self.scale_index = -1  # the first step recomputes the content and style targets at its scale
         self.evaluations.copy_(torch.tensor([float(e) for e in meta.get("evaluations", [0] * self.batch_size)]))
         self.initial_loss.copy_(torch.tensor([float("nan") if v is None else v

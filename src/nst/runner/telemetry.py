@@ -10,13 +10,14 @@ order: W&B runs, progress display, snapshot files, and the runner's watch on fai
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 
-from ..model.module import BAD_IMAGE, StyleTransferModule
+from ..model.module import StyleTransferModule
 
 FLUSH_SECONDS = 2.0  # at most this long between transfers, so W&B and a slow progress display stay current
 
@@ -25,10 +26,14 @@ FLUSH_SECONDS = 2.0  # at most this long between transfers, so W&B and a slow pr
 class Health:
     """One picture's state at the last transfer."""
     alive: bool
-    good_steps: int  # steps done when its image was last finite
-    bad_step: int  # the step at which it failed (-1: it has not)
+    bad_step: int  # the step at which it failed (-1: it has not); its last good image is the one after it
     message: str  # why it failed ("" while alive)
     evaluations: int
+
+    @property
+    def good_steps(self) -> int:
+        """Steps done when its image was last finite (for a failed picture)."""
+        return self.bad_step
 
 
 class Sink:
@@ -78,13 +83,15 @@ class _Batch:
     images: list[tuple[int, _Transfer]]  # (steps done, [pictures, 3, H, W])
 
 
-STATUS = 6  # columns of StyleTransferModule.status()
+STATUS = 4  # columns of StyleTransferModule.status()
 
 
-def health_message(what: int, step: int, value: float) -> str:
-    if what == BAD_IMAGE:
+def health_message(step: int, loss: float) -> str:
+    """Why a picture failed: its loss at the start of `step` was not finite, or (with a finite loss) its image
+    after that step was not."""
+    if math.isfinite(loss):
         return f"the image became NaN/Inf at step {step} (lower optim.lr or the loss weights)"
-    return f"loss became {value} at step {step} (lower optim.lr or the loss weights)"
+    return f"loss became {loss} at step {step} (lower optim.lr or the loss weights)"
 
 
 class Telemetry(L.Callback):
@@ -156,8 +163,8 @@ class Telemetry(L.Callback):
         status = values[len(batch.steps) * width:]
         health = []
         for b in range(batch.pictures):
-            alive, good, bad_step, what, value, evaluations = status[b * STATUS:(b + 1) * STATUS]
-            message = "" if alive else health_message(int(what), int(bad_step), value)
-            health.append(Health(bool(alive), int(good), int(bad_step), message, int(evaluations)))
+            alive, bad_step, loss, evaluations = status[b * STATUS:(b + 1) * STATUS]
+            message = "" if alive else health_message(int(bad_step), loss)
+            health.append(Health(bool(alive), int(bad_step), message, int(evaluations)))
         for sink in self.sinks:
             sink.on_health(health)
