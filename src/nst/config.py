@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 from .model.vgg import LAYERS, NAMED_SOURCES, looks_like_path
 
 PRESETS = {
@@ -147,8 +147,9 @@ class Config:
     resume: bool = False  # continue from output.dir/last.ckpt (docs/reliability.md)
 
 
-def _one_line(e: OmegaConfBaseException) -> str:
-    msg = str(e).strip().splitlines()[0]
+def _naming_the_key(e: OmegaConfBaseException) -> str:
+    """OmegaConf's message, led by the full key it is about."""
+    msg = first_line(e)
     key = getattr(e, "full_key", None)
     return f"{key}: {msg}" if key and not msg.startswith(str(key)) else msg
 
@@ -174,11 +175,11 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         cfg = OmegaConf.merge(*layers)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
-        raise ConfigError(_one_line(e)) from None
+        raise ConfigError(_naming_the_key(e)) from None
     except ConfigError:
         raise
     except Exception as e:  # YAML syntax errors and the like
-        raise ConfigError(f"{path}: {str(e).strip().splitlines()[0]}") from None
+        raise ConfigError(f"{path}: {first_line(e)}") from None
     validate(cfg)
     return cfg
 

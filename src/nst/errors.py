@@ -1,6 +1,9 @@
-"""Errors a user can fix. The command line prints them as one line and exits with status 2."""
+"""What ends a command early: errors a user can fix (one line, exit status 2) and interruption by a signal
+(128 + the signal number)."""
 
 from __future__ import annotations
+
+import signal
 
 
 def first_line(e: BaseException, limit: int | None = None, typed: bool = False) -> str:
@@ -35,3 +38,37 @@ class OutputError(UserError, OSError):
     """An output cannot be written (disk full, no permission): the message names the file.
 
     Also an OSError, so code that already handles failed writes keeps doing so."""
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal; the message says what was kept and how to resume."""
+
+    def __init__(self, signum: int, message: str = ""):
+        super().__init__(message or f"interrupted by {signal_name(signum)}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def exit_line(e: BaseException) -> tuple[int, str] | None:
+    """The exit status and the one line to print for what ended a command, or None for a bug (let it raise)."""
+    if isinstance(e, UserError):
+        return 2, f"error: {e}"
+    if isinstance(e, Interrupted):
+        return e.exit_code, e.message  # what was kept and how to resume
+    if isinstance(e, KeyboardInterrupt):  # Ctrl-C before a run took the signal over
+        return 130, "interrupted"
+    return None

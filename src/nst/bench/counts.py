@@ -7,12 +7,20 @@ reads by wrapping the Tensor methods that return Python values, ops with a Torch
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import sys
 from typing import Callable, Iterator
 
+import lightning as L
 import torch
 # TorchDispatchMode is torch's documented hook for seeing every aten op; it lives in a private module.
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..config import load_config
+from ..runner.hardware import describe_device
+from ..runner.run import loop_for, quiet_lightning, steps_loader
+from .common import write_report
 
 READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
 
@@ -74,10 +82,7 @@ def loop_counts(size: int = 48, steps: int = 100, history: int = 50, log_every: 
     """Host reads and aten ops per step of the real training loop (train.py's Trainer, module, L-BFGS and
     Telemetry), one scale, random weights; counted over every step but the first (which computes the
     targets and makes the first-step line search)."""
-    import lightning as L
 
-    from ..config import load_config
-    from ..runner.run import loop_for, quiet_lightning, steps_loader
 
     class CountSteps(L.Callback):
         def __init__(self):
@@ -105,11 +110,7 @@ def loop_counts(size: int = 48, steps: int = 100, history: int = 50, log_every: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-    import os
 
-    from ..runner.hardware import describe_device
     p = argparse.ArgumentParser(prog="python -m nst.bench.counts",
                                 description="Host syncs and aten ops per step of the training loop (CPU proxies).")
     p.add_argument("--size", type=int, default=48)
@@ -123,13 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'history':>7} {'log_every':>9} {'host syncs':>10} {'aten ops':>9}")
     for r in rows:
         print(f"{r['history']:>7} {r['log_every']:>9} {r['syncs_per_step']:>10.3f} {r['ops_per_step']:>9.1f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"device": describe_device(), "rows": rows}, f, indent=2)
-    print(f"wrote {args.out}")
+    write_report({"device": describe_device(), "rows": rows}, args.out)
     return 0
 
 
 if __name__ == "__main__":
-    import sys
     sys.exit(main())

@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from .speed import content_hw, floor_network, write_report
+from .common import content_hw, write_report
+from .speed import floor_network
 
 
 def _timed(fn, repeats: int = 30) -> float:

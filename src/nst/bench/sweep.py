@@ -19,13 +19,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import torch
+from PIL import Image
+
+from ..images import fit_size
+from ..model.losses import gram
+from ..model.vgg import load_vgg19
+from ..runner.hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
+from .common import write_report
 
 CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg", "assets/hoovertowernight.jpg"]
 STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg", "assets/shipwreck.jpg",
@@ -77,15 +86,8 @@ def measure(nproc: int, batch: str, args: argparse.Namespace, work: str) -> dict
 
 def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
     """Milliseconds per image and step for B images in one batch (see the module's docstring)."""
-    import statistics
 
-    import torch
-    from PIL import Image
 
-    from ..runner.hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
-    from ..images import fit_size
-    from ..model.losses import gram
-    from ..model.vgg import load_vgg19
 
     accelerator = resolve_accelerator("auto")
     tune_backends(accelerator)
@@ -138,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  batch {b:>3}: {ms:8.2f} ms per image, {r['gain_over_batch_1'][b]:.2f}x batch 1")
         return 0
 
-    from ..runner.hardware import describe_device
     report = {"device": describe_device(), "grid": f"{args.contents} contents x {args.styles} styles",
               "size": args.size, "steps": args.steps, "weights": args.weights, "logger": args.logger,
               "overrides": args.overrides, "runs": []}
@@ -163,11 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     base = report["runs"][0]["pairs_per_hour"]
     for r in report["runs"]:
         r["speedup"] = round(r["pairs_per_hour"] / base, 2)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
     print(f"speed-up over {report['runs'][0]['mode']}: "
-          + ", ".join(f"{r['mode']}: {r['speedup']:.2f}x" for r in report["runs"]) + f"\nwrote {args.out}")
+          + ", ".join(f"{r['mode']}: {r['speedup']:.2f}x" for r in report["runs"]))
+    write_report(report, args.out)
     return 0
 
 

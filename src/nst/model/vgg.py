@@ -14,20 +14,21 @@ from importlib import resources
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.hub import get_dir, load_state_dict_from_url
 
 from ..errors import ConfigError, first_line
 
 # (block, index within block, in channels, out channels) for the 16 convolutions of VGG19.
-_CONVS = [
+CONVS = [
     (1, 1, 3, 64), (1, 2, 64, 64),
     (2, 1, 64, 128), (2, 2, 128, 128),
     (3, 1, 128, 256), (3, 2, 256, 256), (3, 3, 256, 256), (3, 4, 256, 256),
     (4, 1, 256, 512), (4, 2, 512, 512), (4, 3, 512, 512), (4, 4, 512, 512),
     (5, 1, 512, 512), (5, 2, 512, 512), (5, 3, 512, 512), (5, 4, 512, 512),
 ]
-LAYERS = [f"conv{b}_{i}" for b, i, _, _ in _CONVS]
+LAYERS = [f"conv{b}_{i}" for b, i, _, _ in CONVS]
 """Layer names. A layer's feature is its ReLU output (as in the paper and in neural-style)."""
-_SHAPES = {f"conv{b}_{i}": (cout, cin, 3, 3) for b, i, cin, cout in _CONVS}
+_SHAPES = {f"conv{b}_{i}": (cout, cin, 3, 3) for b, i, cin, cout in CONVS}
 _LAST_IN_BLOCK = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -132,7 +133,7 @@ def _caffe_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     with resources.as_file(ref) as path:
         q = torch.load(path, map_location="cpu", weights_only=True)
     weights = {}
-    for b, i, _, _ in _CONVS:
+    for b, i, _, _ in CONVS:
         key = f"block{b}_conv{i}"
         w = q[f"{key}_W_table"][q[f"{key}_W_q"].long()]
         weights[f"conv{b}_{i}"] = (w, q[f"{key}_b"])
@@ -166,7 +167,6 @@ def _from_state_dict(sd: dict, origin: str) -> dict[str, tuple[torch.Tensor, tor
 
 def _torchvision_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """torchvision's IMAGENET1K_V1: from the torch hub cache, downloaded when online (NST_TORCHVISION_URL: a mirror)."""
-    from torch.hub import get_dir, load_state_dict_from_url
     cached = os.path.join(get_dir(), "checkpoints", TORCHVISION_FILE)
     if os.path.exists(cached):
         return _load_file(cached)

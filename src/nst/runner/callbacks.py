@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..files import save_png
 from .telemetry import Sink
@@ -113,7 +114,6 @@ class ProgressBar(Sink):
         self.done = 0
 
     def on_start(self, trainer, module) -> None:
-        from tqdm.auto import tqdm
         self.done = trainer.global_step
         self.alive = [True] * module.batch_size
         self.bar = tqdm(total=trainer.max_steps, initial=self.done, desc=self.label, dynamic_ncols=True,

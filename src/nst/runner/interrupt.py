@@ -21,30 +21,9 @@ from typing import Optional
 
 import lightning as L
 
+from ..errors import Interrupted, signal_name
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(BaseException):
-    """The run was stopped by a signal; the message says what was kept and how to resume."""
-
-    def __init__(self, signum: int, message: str = ""):
-        super().__init__(message or f"interrupted by {signal_name(signum)}")
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + int(self.signum)
-
-    @property
-    def message(self) -> str:
-        return str(self)
-
-
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 class SignalGuard:

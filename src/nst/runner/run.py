@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
 import lightning as L
+import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
-from ..errors import ConfigError, OutputError, TrainingError, first_line
+from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
 from ..files import save_json, save_png, save_text
 from ..model.module import Objective, OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint
 from .callbacks import SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
-from .interrupt import Interrupted, SignalGuard, StopOnSignal, signal_name
+from .interrupt import SignalGuard, StopOnSignal
 from .job import Job, RunResult, prepare
 from .telemetry import Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
@@ -228,6 +229,8 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     """trainer.fit, turning a signal into every picture's interrupted.png (and a checkpoint, at a step boundary)."""
     resumed = jobs[0].resume_step > 0
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     try:
         guard.phase = "step"
         with quiet_lightning(), reuse_freed_memory(accelerator == "cpu"):
@@ -240,7 +243,7 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     except TrainingError as e:  # the whole batch (an update that overflowed)
         guard.phase = "hold"
         for b, job in enumerate(jobs):
-            fail(job, module, b, str(e), int(module.good_steps[b]))
+            fail(job, module, b, str(e), trainer.global_step)
         return
     if guard.requested and trainer.global_step < cfg.trainer.max_steps:
         raise interrupted(jobs, module, trainer, guard.signum, cut_short=False)
@@ -275,6 +278,8 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
                    "steps": int(trainer.global_step), "evaluations": int(evaluations[b]),
                    "seconds": round(seconds, 3), "total_seconds": round(time.time() - job.started, 3),
                    "size": [image.height, image.width], "precision": precision, "batch": len(jobs)}
+        if module.device.type == "cuda":  # the batch's peak, device memory held by tensors
+            metrics["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(module.device) / 2**20)
         save_png(image, os.path.join(job.dir, "final.png"))
         save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))

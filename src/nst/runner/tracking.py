@@ -40,7 +40,7 @@ def start_run(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = None
     mode = resolve_mode(cfg.logger.mode)
     if mode == "disabled":
         return None
-    import wandb
+    import wandb  # only when logging: it takes half a second to import
 
     os.environ.setdefault("WANDB_SILENT", "true")
     config = OmegaConf.to_container(cfg, resolve=True)

@@ -34,11 +34,12 @@ from .report import Result
 
 ERROR_FILE = "error.txt"
 MAX_AUTO_BATCH = 16  # per-image throughput stops growing from about batch 16 (GUIDE, H200 floor)
-# Device memory per output pixel of one pair, at bf16 with the history of optim.history L-BFGS pairs: the history
-# (2 x history float32 image-sized vectors), about ten more image-sized vectors, and VGG19's activations kept for
-# the backward pass (about 290 channels per pixel in bf16, twice that with the loss's and cuDNN's own buffers).
+# Device memory per output pixel of one pair, bf16: the L-BFGS history (2 x optim.history float32 image-sized
+# vectors), and everything else: VGG19's activations kept for the backward pass (about 290 channels per pixel in
+# bf16), the loss's and the convolutions' buffers, and some ten image-sized vectors. A batch of one measured
+# about 2 KB per pixel besides its history (GUIDE, H200 at 512 px); the estimate keeps a margin.
 HISTORY_BYTES_PER_PIXEL = 2 * 3 * 4  # per L-BFGS history entry
-OTHER_BYTES_PER_PIXEL = 10 * 3 * 4 + 2 * 290 * 2
+OTHER_BYTES_PER_PIXEL = 2400
 
 
 @dataclass

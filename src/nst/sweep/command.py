@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from typing import Optional
 
+from ..cli import parse
 from ..config import load_config
-from ..errors import ConfigError, UserError
-from ..runner.interrupt import Interrupted
+from ..errors import ConfigError, Interrupted, UserError, exit_line
 from .batch import run_share, say
 from .plan import plan, sweep_name
 from .processes import Meeting, dist_info, independent_process_logging, pick_device
 from .report import finalize
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m nst.sweep", description="Style transfer for many content/style pairs (see configs/sweep.yaml).",
-        epilog="Launch with torchrun --nproc_per_node=N (one process per GPU) or srun; overrides are key=value "
-               "pairs of the config schema, e.g. data.size=256 'sweep.styles=[assets/the_scream.jpg]'.")
-    parser.add_argument("--config", "-c", help="YAML config file with a sweep section")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    return parser.parse_args(argv)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
+    args = parse(sys.argv[1:] if argv is None else argv, "python -m nst.sweep",
+                 "Style transfer for many content/style pairs (see configs/sweep.yaml).",
+                 "Launch with torchrun --nproc_per_node=N (one process per GPU) or srun; overrides are key=value "
+                 "pairs of the config schema, e.g. data.size=256 'sweep.styles=[assets/the_scream.jpg]'.")
     d = dist_info()
     try:
         cfg = load_config(args.config, args.overrides)
@@ -36,15 +28,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise ConfigError(f"trainer.devices: a sweep runs each pair on one device (got {cfg.trainer.devices}); "
                               f"use one process per GPU instead (torchrun --nproc_per_node, make sweep NPROC=)")
         pairs = plan(cfg)
-        os.makedirs(cfg.output.dir, exist_ok=True)
+        try:
+            os.makedirs(cfg.output.dir, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"output.dir: cannot create {cfg.output.dir} ({e.strerror or e})") from None
     except UserError as e:
+        status, line = exit_line(e)
         if d.rank == 0:
-            print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        if d.rank == 0:
-            print(f"error: output.dir: cannot create {cfg.output.dir} ({e.strerror or e})", file=sys.stderr)
-        return 2
+            print(line, file=sys.stderr)
+        return status
     start = time.time()
     independent_process_logging()
     device = pick_device(cfg, d)
@@ -57,10 +49,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         results = run_share(cfg, pairs, d, device)
         gathered = meeting.gather(results)
     except (KeyboardInterrupt, Interrupted) as e:  # Ctrl-C, or SIGTERM (e.g. a SLURM time limit)
-        message = e.message if isinstance(e, Interrupted) else "interrupted"
-        say(d, f"{message}\nrun the same command again to finish the sweep: complete pairs are skipped, "
+        status, line = exit_line(e)
+        say(d, f"{line}\nrun the same command again to finish the sweep: complete pairs are skipped, "
                 f"an interrupted one goes on from its checkpoint")
-        return e.exit_code if isinstance(e, Interrupted) else 130
+        return status
     finally:
         meeting.close()
     if d.rank != 0:
