@@ -1,4 +1,4 @@
-"""Shared helpers: the repository root, tiny images, and running train.py as a user does."""
+"""Fixtures and shared helpers: the repository root, tiny images, and running train.py as a user does."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+from helpers import CONTENT, ROOT, STYLE, STYLE2  # noqa: F401  (the tests import them from here too)
+from helpers.train import ADAM, ADAM_STEPS, tiny, train
+
 # Tests must never reach the network, and W&B must never prompt.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-CONTENT = os.path.join(ROOT, "assets", "tubingen.jpg")
-STYLE = os.path.join(ROOT, "assets", "starry_night.jpg")
-STYLE2 = os.path.join(ROOT, "assets", "the_scream.jpg")
 
 
 def run_train(*args: str, cwd: str = ROOT, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,3 +41,20 @@ def solid_image(tmp_path):
         Image.new(mode, size, color).save(path)
         return str(path)
     return make
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """An uninterrupted Adam run: its last.ckpt holds the final float image."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    proc = train(tiny(out, *ADAM, steps=ADAM_STEPS))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

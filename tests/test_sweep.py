@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from wandb_records import offline_runs
+from helpers.wandb_records import offline_runs
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, wherever its script was installed
 CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg"]

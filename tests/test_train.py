@@ -8,7 +8,7 @@ import yaml
 from PIL import Image
 
 from conftest import CONTENT, STYLE, run_train, tiny_args
-from wandb_records import offline_runs
+from helpers.wandb_records import offline_runs
 
 METRIC_KEYS = {"loss", "content_loss", "style_loss", "tv_loss", "steps", "evaluations", "seconds"}
 

@@ -1,5 +1,5 @@
-"""Pictures optimized together as one batch (runner.run.fit_batch, the sweep's sweep.batch): each keeps its own
-result, outputs and failure."""
+"""Optimizing pictures (nst.runner.run): a loss or an update that is not finite, and pictures optimized together
+as one batch (fit_batch, the sweep's sweep.batch), each with its own result, outputs and failure."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import CONTENT, STYLE, STYLE2
+from helpers.train import assert_one_line_error, cli, tiny, train
 from nst.config import load_config
 from nst.runner.interrupt import SignalGuard
 from nst.runner.job import Job, prepare
@@ -81,3 +82,22 @@ def test_a_batch_makes_the_pictures_its_members_make_alone(tmp_path, optim):
         a, b = j.result.metrics, alone.result.metrics
         assert a["steps"] == b["steps"] and a["evaluations"] == b["evaluations"]
         assert a["loss"] == pytest.approx(b["loss"], rel=0.02)
+
+
+# ----------------------------------------------------------------------------- non-finite losses
+
+def test_inf_loss_stops_with_one_line_and_keeps_the_last_good_image(tmp_path):
+    out = tmp_path / "run"
+    proc = train(tiny(out, "loss.style_weight=1e40"))  # finite in the config, inf in float32 (0.2 of it per layer too)
+    assert_one_line_error(proc.returncode, proc.stderr, "loss became inf at step 0", f"{out}/last_good.png")
+    assert sorted(os.listdir(out)) == ["last_good.png"]
+    with Image.open(CONTENT) as c:  # after 0 steps the last good image is the initial one: the content
+        expected = c.convert("RGB").resize((48, 36), Image.Resampling.LANCZOS)
+    assert list(Image.open(out / "last_good.png").getdata()) == list(expected.getdata())
+
+
+def test_overflowing_update_stops_with_one_line(tmp_path, capsys, one_thread):
+    out = tmp_path / "run"
+    code, err = cli(capsys, tiny(out, "optim.name=adam", "optim.lr=1e39"))
+    assert_one_line_error(code, err, "overflowed float32 at step 0", "optim.lr", "last_good.png")
+    assert (out / "last_good.png").exists() and not (out / "final.png").exists()

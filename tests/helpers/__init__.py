@@ -1,0 +1,8 @@
+"""Code the tests share (the fixtures are in conftest.py): the repository and its example images."""
+
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONTENT = os.path.join(ROOT, "assets", "tubingen.jpg")
+STYLE = os.path.join(ROOT, "assets", "starry_night.jpg")
+STYLE2 = os.path.join(ROOT, "assets", "the_scream.jpg")

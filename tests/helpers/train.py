@@ -1,0 +1,75 @@
+"""Running train.py as a user does (a subprocess) or as it runs itself (nst.cli.main in this process), and
+checking what it said and left behind."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+import torch
+
+from helpers import CONTENT, ROOT, STYLE
+from nst.cli import main as cli_main
+
+# Single-threaded torch: on a shared 2-core machine, 2 threads are 20-30x slower for these tiny convolutions.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+       "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+FINAL_OUTPUTS = ("final.png", "metrics.json", "config.yaml", "last.ckpt")
+
+
+def tiny(out, *extra, size=48, steps=3) -> list[str]:
+    return [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}", f"trainer.max_steps={steps}",
+            "model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false",
+            "trainer.precision=32", f"output.dir={out}", *extra]
+
+
+def popen(args, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def train(args, timeout=240, **kw) -> subprocess.CompletedProcess:
+    p = popen(args, **kw)
+    out, err = p.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def cli(capsys, args) -> tuple[int, str]:
+    """nst.cli.main as train.py calls it: (exit status, stderr)."""
+    code = cli_main(list(args))
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code, err, *words):
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err[-2000:]
+    for w in words:
+        assert w in errors[0], (w, errors[0])
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(glob.glob(os.path.join(folder, ".*.tmp")))
+
+
+def evil_file(path, marker) -> None:
+    """A pickle that runs a command when loaded without weights_only."""
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    torch.save({"state_dict": {"target": Evil()}, "nst": {"format": 1}}, path)
+
+
+ADAM = ["optim.name=adam", "optim.lr=0.02", "scales.min=32", "scales.steps=20", "seed=3"]
+
+
+ADAM_STEPS = 80  # scale 34 px for steps 0-19, 48 px for 20-79
+
+
+def target_of(path) -> torch.Tensor:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]["target"]
