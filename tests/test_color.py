@@ -5,23 +5,14 @@ import torch
 from PIL import Image
 
 from conftest import CONTENT, STYLE
+from helpers.train import stylized
 from nst.config import load_config
 from nst.images import open_rgb, to_tensor
 from nst.model import color
 from nst.runner.job import prepare_inputs
-from nst.runner.run import run
-
-FAST = ["model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false"]
-
-
-def _run(tmp_path, name, *overrides):
-    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", *FAST,
-                             f"output.dir={tmp_path / name}", *overrides])
-    return run(cfg)
-
 
 def test_luminance_mode_keeps_the_content_chroma(tmp_path):
-    result = _run(tmp_path, "lum", "color.preserve=luminance", "data.size=64", "trainer.max_steps=5")
+    result = stylized(tmp_path, "lum", "color.preserve=luminance", "data.size=64", "trainer.max_steps=5")
     out = to_tensor(result.image)
     content = to_tensor(open_rgb(CONTENT).resize(result.image.size, Image.Resampling.BILINEAR))
     chroma_out, chroma_content = color.rgb_to_ycbcr(out)[:, 1:], color.rgb_to_ycbcr(content)[:, 1:]

@@ -5,24 +5,16 @@ import pytest
 import torch
 
 from conftest import CONTENT, STYLE, STYLE2
+from helpers.train import FAST, stylized
 from nst.config import load_config
 from nst.images import to_tensor
-from nst.runner.run import module_for, run
-
-FAST = ["model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false"]
-
-
-def _run(tmp_path, name, *overrides):
-    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", *FAST,
-                             f"output.dir={tmp_path / name}", *overrides])
-    return run(cfg)
-
+from nst.runner.run import module_for
 
 def test_blend_weights_one_zero_equal_the_single_style_run(tmp_path):
     common = ["data.size=48", "trainer.max_steps=4", "trainer.precision=32"]
-    single = _run(tmp_path, "single", *common)
-    blend = _run(tmp_path, "blend", *common, f"data.style=[{STYLE},{STYLE2}]", "data.style_weights=[1,0]")
-    other = _run(tmp_path, "other", *common, f"data.style=[{STYLE},{STYLE2}]", "data.style_weights=[0,1]")
+    single = stylized(tmp_path, "single", *common)
+    blend = stylized(tmp_path, "blend", *common, f"data.style=[{STYLE},{STYLE2}]", "data.style_weights=[1,0]")
+    other = stylized(tmp_path, "other", *common, f"data.style=[{STYLE},{STYLE2}]", "data.style_weights=[0,1]")
     a, b, c = (to_tensor(r.image) for r in (single, blend, other))
     assert (a - b).abs().max().item() <= 1 / 255
     assert (a - c).abs().max().item() > 10 / 255  # the weights matter
@@ -49,7 +41,7 @@ def test_init_choices_start_from_the_right_image(init):
 
 
 def test_avg_pooling_runs(tmp_path):
-    result = _run(tmp_path, "avg", "model.pooling=avg", "data.size=48", "trainer.max_steps=3")
+    result = stylized(tmp_path, "avg", "model.pooling=avg", "data.size=48", "trainer.max_steps=3")
     assert result.metrics["loss"] < result.metrics["initial_loss"]
 
 
@@ -61,9 +53,9 @@ def test_coarse_to_fine_beats_one_scale_for_the_same_compute(tmp_path):
     differ by 1e-6..1e-4. From the content image the two end within about 1% of each other, inside the spread
     that L-BFGS makes of rounding differences, so the sign there depends on rounding."""
     real = ["model.weights=caffe", "trainer.precision=32", "data.size=160", "init=noise"]
-    multi = _run(tmp_path, "multi", *real, "scales.min=80", "scales.steps=30", "trainer.max_steps=90")
+    multi = stylized(tmp_path, "multi", *real, "scales.min=80", "scales.steps=30", "trainer.max_steps=90")
     sizes = [(80, 60), (113, 85), (160, 120)]
     budget = sum(30 * w * h for w, h in sizes) / (160 * 120)
-    single = _run(tmp_path, "single", *real, "scales.min=0", f"trainer.max_steps={round(budget)}")
+    single = stylized(tmp_path, "single", *real, "scales.min=0", f"trainer.max_steps={round(budget)}")
     assert multi.metrics["size"] == single.metrics["size"] == [120, 160]
     assert multi.metrics["loss"] < single.metrics["loss"]

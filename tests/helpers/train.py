@@ -12,6 +12,8 @@ import torch
 
 from helpers import CONTENT, ROOT, STYLE
 from nst.cli import main as cli_main
+from nst.config import load_config
+from nst.runner.run import run
 
 # Single-threaded torch: on a shared 2-core machine, 2 threads are 20-30x slower for these tiny convolutions.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
@@ -73,3 +75,13 @@ ADAM_STEPS = 80  # scale 34 px for steps 0-19, 48 px for 20-79
 
 def target_of(path) -> torch.Tensor:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]["target"]
+
+
+FAST = ["model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false"]
+
+
+def stylized(tmp_path, name, *overrides):
+    """nst.runner.run.run in this process: tubingen after The Starry Night, random weights, into tmp_path/name."""
+    cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", *FAST,
+                             f"output.dir={tmp_path / name}", *overrides])
+    return run(cfg)

@@ -150,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
 
     default, tuned = (child([str(args.size), str(int(tuned))], "nst.bench.parts") for tuned in (False, True))
     report["evaluation"] = {"glibc_default": default, "reuse_freed_memory": tuned}
-    print(f"\none evaluation of the loss: {default['ms']:.0f} ms with glibc's defaults "
-          f"({default['page_faults_per_evaluation']:.0f} page faults), {tuned['ms']:.0f} ms keeping freed memory "
-          f"({tuned['page_faults_per_evaluation']:.0f} page faults): {1 - tuned['ms'] / default['ms']:.1%} less; "
-          f"peak memory {default['peak_mb']:.0f} vs {tuned['peak_mb']:.0f} MB")
-
+    lines = [f"one evaluation of the loss: {default['ms']:.0f} ms with glibc's defaults "
+             f"({default['page_faults_per_evaluation']:.0f} page faults)",
+             f"{tuned['ms']:.0f} ms keeping freed memory ({tuned['page_faults_per_evaluation']:.0f} page faults): "
+             f"{1 - tuned['ms'] / default['ms']:.1%} less",
+             f"peak memory {default['peak_mb']:.0f} vs {tuned['peak_mb']:.0f} MB"]
+    print("\n" + "; ".join(lines))
     write_report(report, args.out)
     return 0
 
