@@ -128,6 +128,8 @@ class SweepConfig:
     cell: int = 256  # contact sheet: side of one square cell in pixels
     # pairs optimized together as one batch (same target size): auto = as many as fit on a GPU, 1 on a CPU
     batch: Any = "auto"
+    # seconds after which a claim on a pair whose heartbeat stopped, from another host, is taken over
+    stale_after: float = 300.0
 
 
 @dataclass
@@ -292,6 +294,8 @@ def validate_sweep(sweep: DictConfig) -> None:
         raise ConfigError("sweep.name: must be a non-empty name of at most 128 characters")
     if sweep.cell < 32:
         raise ConfigError(f"sweep.cell: must be >= 32 pixels, got {sweep.cell}")
+    if sweep.stale_after < 60:
+        raise ConfigError(f"sweep.stale_after: at least 60 seconds (claims beat every 20), got {sweep.stale_after}")
     batch = sweep.batch
     if batch != "auto" and not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
         raise ConfigError(f"sweep.batch: expected auto or a number of pairs >= 1, got {batch!r}")

@@ -8,9 +8,12 @@ A run moves through three phases, and a signal means something different in each
   step (interrupted.png then holds the last completed step, and no checkpoint is written);
 * while outputs are written: finish writing, then stop.
 
+SIGUSR1 asks for the same stop but never escalates: a sweep worker gets it when its launcher dies (several at
+once: one per thread of the launcher), and SLURM sends it ahead of a time limit with `--signal=USR1@120`.
+
 Stopping raises `Interrupted`, a BaseException (like KeyboardInterrupt, it is not swallowed by `except
 Exception`) but not a KeyboardInterrupt, which Lightning would turn into `sys.exit(1)`. The command line turns
-it into exit status 128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM.
+it into exit status 128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM, 138 for SIGUSR1.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ import lightning as L
 
 from ..errors import Interrupted, signal_name
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+GENTLE = (signal.SIGUSR1,)  # a request to stop at the next step boundary, however often it comes
 
 
 class SignalGuard:
-    """Owns SIGINT and SIGTERM for the length of a run (main thread only; elsewhere it does nothing)."""
+    """Owns SIGINT, SIGTERM and SIGUSR1 for the length of a run (main thread only; elsewhere it does nothing)."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None  # the first signal received
@@ -40,7 +44,8 @@ class SignalGuard:
         return self.signum is not None
 
     def handle(self, signum: int, frame) -> None:
-        self.count += 1
+        if signum not in GENTLE:
+            self.count += 1
         if self.signum is None:
             self.signum = signum
         if self.phase == "immediate":
@@ -50,7 +55,7 @@ class SignalGuard:
         # step (first signal) and hold: remembered, acted on at the next safe point
 
     def install(self) -> None:
-        """Take SIGINT and SIGTERM (again: Lightning installs its own SIGTERM handler when training starts)."""
+        """Take the signals (again: Lightning installs its own SIGTERM handler when training starts)."""
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in SIGNALS:

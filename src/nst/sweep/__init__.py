@@ -6,10 +6,11 @@
 
 The pairs are `sweep.contents x sweep.styles` (paths or globs) or an explicit `sweep.pairs` list; every other
 key is a single run's (shared defaults). Pairs are independent optimizations, not one distributed model: each
-process reads its rank and world size from the launcher (torchrun, else SLURM), takes `pairs[rank::world]` and
-optimizes them with single-device Trainers on cuda:LOCAL_RANK (or the CPU), up to `sweep.batch` pairs of one
-size at a time as one batch. Nothing is averaged between processes; they only meet once at the end, where rank 0
-collects every rank's results and writes `summary.csv`, `contact_sheet.png` and a W&B Table.
+process reads its rank and world size from the launcher (torchrun, else SLURM), takes `pairs[rank::world]`, then
+any pair no other process has claimed, and optimizes them with single-device Trainers on cuda:LOCAL_RANK (or the
+CPU), up to `sweep.batch` pairs of one size at a time as one batch. Nothing is averaged between processes and no
+process waits for another; the last to finish writes `summary.csv`, `contact_sheet.png` and a W&B Table from
+what is on disk. Separate launches on one output folder share the pairs the same way (sweep/claims.py).
 
 Each pair writes `<output.dir>/<content-stem>__<style-stem>/` (final.png, metrics.json, config.yaml) and logs
 one W&B run (group = sweep name, job_type = pair). Rerunning skips pairs whose outputs are complete and were

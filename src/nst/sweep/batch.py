@@ -1,5 +1,6 @@
 """This process's share of a sweep: its pairs, in batches of one target size, each batch optimized as one
-[B, 3, H, W] target through VGG19, while a helper thread reads the next batch's images.
+[B, 3, H, W] target through VGG19. Each pair is claimed (sweep/claims.py) before its batch runs, so that other
+processes, of this launch or another, take the pairs this one does not.
 
 A batch is a list of runner jobs (runner/job.py) handed to `fit_batch`; every pair keeps its own folder,
 outputs, W&B run, checkpoint and failure. Pairs of different sizes, or resumed from different steps, go in
@@ -13,7 +14,7 @@ import gc
 import os
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -28,11 +29,12 @@ from ..runner import checkpoint
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare
 from ..runner.run import fit_batch
+from . import claims
+from .claims import Heartbeat
 from .plan import Pair, pair_config, state
 from .processes import Dist, hidden_launcher_env
-from .report import Result
+from .report import ERROR_FILE, Result
 
-ERROR_FILE = "error.txt"
 MAX_AUTO_BATCH = 16  # per-image throughput stops growing from about batch 16 (GUIDE, H200 floor)
 # Device memory per output pixel of one pair, bf16: the L-BFGS history (2 x optim.history float32 image-sized
 # vectors), and everything else: VGG19's activations kept for the backward pass (about 290 channels per pixel in
@@ -50,6 +52,8 @@ class Work:
     cfg: DictConfig
     why: str
     key: object  # pairs with equal keys can share a batch (None: alone)
+    own: bool = True  # in this rank's share (its messages are shown; others' pairs are taken silently)
+    claim: Optional[claims.Claim] = None
     job: Optional[Job] = None
     error: str = ""  # why it failed before its batch ran
     details: str = ""  # the traceback behind `error`, for error.txt
@@ -60,37 +64,80 @@ def say(d: Dist, text: str) -> None:
     print(prefix + text, flush=True)
 
 
-def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]) -> list[Result]:
-    """This rank's pairs, pairs[rank::world_size]: skip the complete ones, batch the rest by size, run them."""
+def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int], heartbeat: Heartbeat,
+              since: float) -> list[Result]:
+    """Pairs for this process: its own share, pairs[rank::world_size], first, then any other pair nobody has
+    claimed yet (another launch's, or a slower rank's). Complete pairs are skipped, the rest batched by size;
+    each pair is claimed just before its batch runs, and released after."""
     mine = pairs[d.rank::d.world_size]
+    ordered = mine + [p for p in pairs[d.rank:] + pairs[:d.rank] if p not in mine]
     results: list[Result] = []
     todo: list[Work] = []
-    for i, pair in enumerate(mine, 1):
-        where = f"{i}/{len(mine)} {pair.name}"
+    for pair in ordered:
+        where = f"{pair.index + 1}/{len(pairs)} {pair.name}"
         try:
             pc = pair_config(cfg, pair, device)
         except UserError as e:  # cannot happen for a validated sweep config, but never stop the others
-            results.append(Result(pair.index, "failed", d.rank, first_line(e)))
-            say(d, f"{where}: failed: {first_line(e)}")
+            if pair in mine:
+                results.append(Result(pair.index, "failed", d.rank, first_line(e)))
+                say(d, f"{where}: failed: {first_line(e)}")
             continue
         status, why = state(pair, pc)
         if status == "complete":
-            results.append(Result(pair.index, "cached", d.rank))
-            say(d, f"{where}: complete, skipped")
+            if pair in mine:
+                results.append(Result(pair.index, "cached", d.rank))
+                say(d, f"{where}: complete, skipped")
             continue
         pc.resume = status == "resumable"
-        todo.append(Work(pair, where, pc, why, batch_key(pc)))
+        todo.append(Work(pair, where, pc, why, batch_key(pc), own=pair in mine))
     batches = group(todo, lambda key: batch_limit(cfg, device, key))
+
+    def claimed(k: int):  # batch k, claimed, with its images being read by the helper thread
+        held = claim_batch(batches[k], d, heartbeat, since, cfg.sweep.stale_after) if k < len(batches) else []
+        return held, (reader.submit(prepare_batch, held, d) if held else None)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-prepare") as reader:
-        upcoming: Optional[Future] = reader.submit(prepare_batch, batches[0], d) if batches else None
-        for k, batch in enumerate(batches):
-            upcoming.result()
-            upcoming = reader.submit(prepare_batch, batches[k + 1], d) if k + 1 < len(batches) else None
-            results += [failed(d, w, w.error, w.details) for w in batch if w.error]
-            runnable = [w for w in batch if not w.error]
-            if runnable:
-                results += run_batch(runnable, d, f"batch {k + 1}/{len(batches)}" if len(runnable) > 1 else None)
+        upcoming = claimed(0)
+        for k in range(len(batches)):
+            batch, reading = upcoming
+            if reading is not None:
+                reading.result()
+            upcoming = claimed(k + 1)  # the next batch is read while this one runs
+            try:
+                results += [failed(d, w, w.error, w.details) for w in batch if w.error]
+                runnable = [w for w in batch if not w.error]
+                if runnable:
+                    results += run_batch(runnable, d, f"batch {k + 1}/{len(batches)}" if len(runnable) > 1 else None)
+            finally:
+                for work in batch:
+                    heartbeat.drop(work.claim)
     return results
+
+
+def claim_batch(batch: list[Work], d: Dist, heartbeat: Heartbeat, since: float, stale: float) -> list[Work]:
+    """The pairs of the batch this process now holds: not completed meanwhile, not failed since this launch
+    began (whoever ran it), and claimed for this process."""
+    held = []
+    for work in batch:
+        status, _ = state(work.pair, work.cfg)
+        if status == "complete":
+            continue
+        error = os.path.join(work.pair.dir, ERROR_FILE)
+        if os.path.exists(error) and os.path.getmtime(error) >= since:
+            continue
+        work.claim, owner = claims.take(work.pair.dir, stale)
+        if work.claim is None:
+            if work.own:
+                say(d, f"{work.where}: computed by {claims.describe(owner)}, skipped")
+            continue
+        status, why = state(work.pair, work.cfg)  # the owner before us may have finished it just now
+        if status == "complete":
+            heartbeat.drop(work.claim)
+            continue
+        work.why, work.cfg.resume = why, status == "resumable"
+        heartbeat.hold(work.claim)
+        held.append(work)
+    return held
 
 
 def batch_key(pc: DictConfig) -> object:

@@ -1,4 +1,5 @@
-"""`python -m nst.sweep`: load the sweep config, plan the pairs, run this process's share, meet, report."""
+"""`python -m nst.sweep`: load the sweep config, plan the pairs, compute this process's share and whatever else
+no process has claimed, and, as the last process to finish, write the summary."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import sys
 import time
 from typing import Optional
 
+from omegaconf import DictConfig
+
 from ..cli import parse
 from ..config import load_config
 from ..errors import ConfigError, Interrupted, UserError, exit_line
+from ..runner.interrupt import SignalGuard
+from . import claims
 from .batch import run_share, say
-from .plan import plan, sweep_name
-from .processes import Meeting, dist_info, independent_process_logging, pick_device
-from .report import finalize
+from .claims import Heartbeat
+from .plan import Pair, plan, sweep_name
+from .processes import Dist, die_with_launcher, dist_info, independent_process_logging, pick_device
+from .report import Result, finalize
+
+SUMMARY_CLAIM = ".summary.claim"  # held while one process writes the summary
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -37,33 +45,52 @@ def main(argv: Optional[list[str]] = None) -> int:
         if d.rank == 0:
             print(line, file=sys.stderr)
         return status
-    start = time.time()
+    since = time.time()
     independent_process_logging()
+    die_with_launcher(d)
     device = pick_device(cfg, d)
     if d.rank == 0:
         say(d, f"sweep '{sweep_name(cfg)}': {len(pairs)} pairs over {d.world_size} process(es) "
                 f"({d.launcher}), output in {cfg.output.dir}")
-    say(d, f"{len(pairs[d.rank::d.world_size])} pairs on {'cuda:%d' % device if device is not None else 'cpu'}")
-    meeting = Meeting(d)
+    say(d, f"{len(pairs[d.rank::d.world_size])} pairs on {'cuda:%d' % device if device is not None else 'cpu'}, "
+           f"then any pair no other process has claimed")
+    heartbeat = Heartbeat()
     try:
-        results = run_share(cfg, pairs, d, device)
-        gathered = meeting.gather(results)
-    except (KeyboardInterrupt, Interrupted) as e:  # Ctrl-C, or SIGTERM (e.g. a SLURM time limit)
+        with SignalGuard():  # between batches too, a signal ends the sweep through Interrupted: claims released
+            results = run_share(cfg, pairs, d, device, heartbeat, since)
+    except (KeyboardInterrupt, Interrupted) as e:  # Ctrl-C, or SIGTERM (e.g. a SLURM time limit, a lost launcher)
         status, line = exit_line(e)
         say(d, f"{line}\nrun the same command again to finish the sweep: complete pairs are skipped, "
                 f"an interrupted one goes on from its checkpoint")
         return status
     finally:
-        meeting.close()
-    if d.rank != 0:
-        return 0
-    rows = finalize(cfg, pairs, [r for rank_results in gathered for r in rank_results])
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed")}
-    say(d, f"sweep '{sweep_name(cfg)}': {counts['done']} done, {counts['cached']} already complete, "
-            f"{counts['failed']} failed, in {time.time() - start:.1f} s -> {os.path.join(cfg.output.dir, 'summary.csv')}, "
-            f"{os.path.join(cfg.output.dir, 'contact_sheet.png')}")
-    for row in rows:
-        if row["status"] == "failed":
-            say(d, f"  failed: {row['pair']}: {row['error']}")
-    return 1 if counts["failed"] else 0
+        heartbeat.close()
+    return report(cfg, pairs, results, d, since)
 
+
+def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, since: float) -> int:
+    """The last process to finish writes summary.csv, the contact sheet and the W&B table from what is on disk;
+    the others say who is still at work. Exit status 1 when a pair of this process (or, for the writer, of the
+    sweep) failed or is left undone."""
+    own_failed = any(r.status == "failed" for r in results)
+    busy = [p for p in pairs if claims.owner_alive(os.path.join(p.dir, claims.CLAIM),
+                                                   claims.read(os.path.join(p.dir, claims.CLAIM)), cfg.sweep.stale_after)]
+    if busy:
+        say(d, f"{len(busy)} pair(s) still being computed by other processes (the last to finish writes the summary)")
+        return 1 if own_failed else 0
+    writing, owner = claims.take(cfg.output.dir, cfg.sweep.stale_after, name=SUMMARY_CLAIM)
+    if writing is None:
+        say(d, f"{claims.describe(owner)} is writing the summary")
+        return 1 if own_failed else 0
+    try:
+        rows = finalize(cfg, pairs, results, since)
+    finally:
+        claims.release(writing)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed", "todo")}
+    say(d, f"sweep '{sweep_name(cfg)}': {counts['done']} done, {counts['cached']} already complete, "
+            f"{counts['failed']} failed, {counts['todo']} not computed, in {time.time() - since:.1f} s -> "
+            f"{os.path.join(cfg.output.dir, 'summary.csv')}, {os.path.join(cfg.output.dir, 'contact_sheet.png')}")
+    for row in rows:
+        if row["status"] in ("failed", "todo"):
+            say(d, f"  {row['status']}: {row['pair']}: {row['error']}")
+    return 1 if counts["failed"] or counts["todo"] else 0

@@ -1,24 +1,23 @@
-"""The processes of a sweep: rank and device from the launcher (torchrun, SLURM, or none), and the one point where
-they meet, at the end.
+"""The processes of a sweep: rank and device from the launcher (torchrun, SLURM, or none), and what ties a worker's
+life to its launcher's.
 
 Pairs are independent optimizations, not one distributed model: each process takes `pairs[rank::world_size]`
-and runs them with single-device Trainers that never see the launcher's variables. Nothing is averaged between
-processes.
+first, then whatever no other process has claimed (sweep/claims.py), and runs them with single-device Trainers
+that never see the launcher's variables. Processes never wait for each other: there is no collective call.
 """
 
 from __future__ import annotations
 
-import datetime
+import ctypes
 import os
+import signal
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import lightning.pytorch  # noqa: F401  (sets Lightning's rank from the environment at import; reset below)
 import torch
-import torch.distributed as dist
-from lightning.fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig
 
 from ..runner.hardware import resolve_accelerator
@@ -29,7 +28,7 @@ LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_
                  "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "NODE_RANK", "TORCHELASTIC_RUN_ID",
                  "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NNODES",
                  "SLURM_NODEID", "JSM_NAMESPACE_RANK", "JSM_NAMESPACE_SIZE", "JSM_NAMESPACE_LOCAL_RANK")
-WAIT_DAYS = 7  # how long a rank that finished early waits for the others at the end
+PR_SET_PDEATHSIG = 1  # prctl(2): a signal for this process when its parent dies
 
 
 @dataclass
@@ -54,40 +53,6 @@ def dist_info(env: Optional[dict] = None) -> Dist:
         local_world = int(per_node) if per_node.isdigit() else world
         return Dist(int(env["SLURM_PROCID"]), world, int(env.get("SLURM_LOCALID", 0)), local_world, "slurm")
     return Dist()
-
-
-class Meeting:
-    """The one point where the processes meet: at the end, rank 0 collects everybody's results.
-
-    A gloo process group on the CPU (torchrun's rendezvous, or SLURM's first node); used for nothing else, so
-    the pairs' Trainers never see it. A rank that finishes early waits (up to WAIT_DAYS) for the others."""
-
-    def __init__(self, d: Dist):
-        self.d = d
-        self.active = False
-        if d.world_size == 1:
-            return
-        if d.launcher == "slurm":
-            if "MASTER_ADDR" not in os.environ:
-                os.environ["MASTER_ADDR"] = SLURMEnvironment.resolve_root_node_address(
-                    os.environ.get("SLURM_NODELIST", "127.0.0.1"))
-            if "MASTER_PORT" not in os.environ:  # Lightning's rule: 15000 + the job id's last 4 digits
-                os.environ["MASTER_PORT"] = str(15000 + int(os.environ.get("SLURM_JOB_ID", "0")[-4:] or 0))
-        dist.init_process_group("gloo", rank=d.rank, world_size=d.world_size,
-                                timeout=datetime.timedelta(days=WAIT_DAYS))
-        self.active = True
-
-    def gather(self, obj: Any) -> Optional[list]:
-        if not self.active:
-            return [obj]
-        out = [None] * self.d.world_size if self.d.rank == 0 else None
-        dist.gather_object(obj, out, dst=0)
-        return out
-
-    def close(self) -> None:
-        if self.active:
-            dist.destroy_process_group()
-            self.active = False
 
 
 @contextmanager
@@ -125,3 +90,16 @@ def pick_device(cfg: DictConfig, d: Dist) -> Optional[int]:
     return index
 
 
+def die_with_launcher(d: Dist) -> bool:
+    """A torchrun worker gets SIGUSR1 when torchrun dies (killed, or its node lost), so it checkpoints its pairs and
+    exits instead of running on unnoticed: torchrun starts workers in sessions of their own, out of reach of
+    the signals sent to its process group. SIGUSR1 rather than SIGTERM: the signal comes once per thread of
+    the launcher, and a second SIGTERM would mean "stop at once, no checkpoint" (runner/interrupt.py). Linux
+    only; elsewhere the worker runs until its pairs are done."""
+    if d.launcher != "torchrun" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGUSR1), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False

@@ -1,4 +1,5 @@
-"""The end of a sweep: summary.csv, the contact sheet and the W&B table, from what is on disk."""
+"""The end of a sweep: summary.csv, the contact sheet and the W&B table, from what is on disk (so that whichever
+process finishes last, of whichever launch, writes the same files)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from PIL import Image, ImageDraw, ImageFont
 from ..files import save_png, save_text
 from ..images import fit_size, open_rgb
 from ..runner.tracking import finish, start_run
-from .plan import Pair, stem, sweep_name
+from ..errors import UserError, first_line
+from .plan import Pair, pair_config, state, stem, sweep_name
 
+ERROR_FILE = "error.txt"  # a failed pair's message and traceback
 SUMMARY_COLUMNS = ["pair", "content", "style", "status", "loss", "content_loss", "style_loss", "tv_loss",
                    "seconds", "total_seconds", "steps", "evaluations", "height", "width", "batch", "rank", "error"]
 
@@ -39,19 +42,45 @@ def _read_metrics(pair: Pair) -> dict:
         return {}
 
 
-def summary_rows(pairs: list[Pair], results: list[Result]) -> list[dict]:
+def _first_line_of(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.readline().strip()
+    except OSError:
+        return ""
+
+
+def pair_status(cfg: DictConfig, pair: Pair, mine: Optional[Result], since: float) -> tuple[str, str]:
+    """(status, error) of a pair from its folder, whoever computed it: `done` (complete, finished since `since`),
+    `cached` (complete from before), `failed` (its error.txt), or `todo` (nobody computed it)."""
+    if mine is not None and mine.status == "failed":
+        return "failed", mine.error
+    try:
+        complete = state(pair, pair_config(cfg, pair))[0] == "complete"
+    except UserError as e:
+        return "failed", first_line(e)
+    if complete:
+        finished = os.path.getmtime(os.path.join(pair.dir, "metrics.json"))
+        return ("done" if (mine is not None and mine.status == "done") or finished >= since else "cached"), ""
+    if os.path.exists(os.path.join(pair.dir, ERROR_FILE)):
+        return "failed", _first_line_of(os.path.join(pair.dir, ERROR_FILE))
+    return "todo", "not computed: every process stopped before it (run the sweep again)"
+
+
+def summary_rows(cfg: DictConfig, pairs: list[Pair], results: list[Result], since: float) -> list[dict]:
     by_pair = {r.pair: r for r in results}
     rows = []
     for pair in pairs:
-        r = by_pair.get(pair.index) or Result(pair.index, "failed", -1, "no result (its process did not report)")
-        m = _read_metrics(pair) if r.status != "failed" else {}
+        mine = by_pair.get(pair.index)
+        status, error = pair_status(cfg, pair, mine, since)
+        m = _read_metrics(pair) if status in ("done", "cached") else {}
         size = m.get("size") or [None, None]
-        row = {"pair": pair.name, "content": pair.content, "style": pair.style, "status": r.status,
+        row = {"pair": pair.name, "content": pair.content, "style": pair.style, "status": status,
                "loss": m.get("loss"), "content_loss": m.get("content_loss"), "style_loss": m.get("style_loss"),
                "tv_loss": m.get("tv_loss"), "seconds": m.get("seconds"), "total_seconds": m.get("total_seconds"),
                "steps": m.get("steps"), "evaluations": m.get("evaluations"), "height": size[0], "width": size[1],
-               "batch": m.get("batch"),
-               "rank": r.rank if r.status == "done" else "", "error": r.error}
+               "batch": m.get("batch"), "rank": mine.rank if mine is not None and status == "done" else "",
+               "error": error}
         rows.append(row)
     return rows
 
@@ -163,20 +192,18 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_d
             table.add_data(pair.name, thumb(pair.content), thumb(pair.style), result, row["status"], row["loss"],
                            row["content_loss"], row["style_loss"], row["seconds"], row["steps"], row["error"])
         run.log({"pairs": table, "contact_sheet": wandb.Image(sheet, caption="rows: contents, columns: styles")})
-        for status in ("done", "cached", "failed"):
+        for status in ("done", "cached", "failed", "todo"):
             run.summary[f"pairs_{status}"] = sum(r["status"] == status for r in rows)
         return run.id
     finally:
         finish(run)
 
 
-def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result]) -> list[dict]:
+def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result], since: float) -> list[dict]:
     out_dir = cfg.output.dir
-    rows = summary_rows(pairs, results)
+    rows = summary_rows(cfg, pairs, results, since)
     write_summary(rows, os.path.join(out_dir, "summary.csv"))
     sheet = contact_sheet(pairs, rows, cfg.sweep.cell, sweep_name(cfg))
     save_png(sheet, os.path.join(out_dir, "contact_sheet.png"))
     log_table(cfg, pairs, rows, sheet, out_dir)
     return rows
-
-

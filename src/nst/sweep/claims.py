@@ -1,0 +1,142 @@
+"""Claims: a file in a pair's folder saying which process computes the pair, so that any number of sweep launches
+on one output folder share the pairs and never run one twice at the same time.
+
+A claim is made with O_CREAT | O_EXCL (atomic on a local disk and on NFS v3 or later) and holds the owner's host,
+pid, start time and a token; its modification time is the owner's heartbeat, touched every HEARTBEAT seconds by a
+thread. A claim whose owner is gone is taken over: on the same host when its pid is dead, on any host when its
+heartbeat is older than `stale` seconds. Taking over first renames the old claim away, which only one process
+can do, so two processes never both take over one claim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+CLAIM = ".claim"
+HEARTBEAT = 20.0  # seconds between touches of a held claim
+STALE = 300.0  # default: a claim untouched this long (from another host) belongs to nobody
+
+
+@dataclass
+class Claim:
+    path: str
+    token: str
+
+
+def read(path: str) -> Optional[dict]:
+    """The claim's owner (host, pid, started, token), or None when there is no readable claim."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def owner_alive(path: str, info: Optional[dict], stale: float) -> bool:
+    """Whether the claim's owner may still be computing: its pid is alive on this host, or (another host) its
+    heartbeat is recent. An unreadable claim that is recent is someone still writing it."""
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return False
+    if info is None or not isinstance(info.get("pid"), int):
+        return age < 10.0
+    if info.get("host") == socket.gethostname():
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's live process
+            return True
+        return True
+    return age < stale
+
+
+def describe(info: Optional[dict]) -> str:
+    return f"{info.get('host')}:{info.get('pid')}" if info else "another process"
+
+
+def take(folder: str, stale: float = STALE, name: str = CLAIM) -> tuple[Optional[Claim], Optional[dict]]:
+    """Claim `folder` for this process: (the claim, None), or (None, the live owner's record)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    token = uuid.uuid4().hex
+    record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "token": token})
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            info = read(path)
+            if owner_alive(path, info, stale):
+                return None, info
+            aside = f"{path}.gone-{token}"
+            try:
+                os.rename(path, aside)  # only one process can move the dead owner's claim away
+                os.unlink(aside)
+            except OSError:
+                pass  # another process took it over first; look again
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(record)
+        return Claim(path, token), None
+    return None, read(path)
+
+
+def release(claim: Optional[Claim]) -> None:
+    """Remove the claim if it is still ours (it may have been taken over after a long stall)."""
+    if claim is None:
+        return
+    info = read(claim.path)
+    if info is not None and info.get("token") == claim.token:
+        try:
+            os.unlink(claim.path)
+        except OSError:
+            pass
+
+
+class Heartbeat:
+    """Touches the claims this process holds every HEARTBEAT seconds, from a daemon thread."""
+
+    def __init__(self, every: float = HEARTBEAT):
+        self.every = every
+        self.held: dict[str, Claim] = {}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="nst-claims", daemon=True)
+        self.thread.start()
+
+    def hold(self, claim: Claim) -> None:
+        with self.lock:
+            self.held[claim.path] = claim
+
+    def drop(self, claim: Optional[Claim]) -> None:
+        if claim is None:
+            return
+        with self.lock:
+            self.held.pop(claim.path, None)
+        release(claim)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.every):
+            with self.lock:
+                paths = list(self.held)
+            for path in paths:
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        """Stop touching and release every claim still held."""
+        self.stopped.set()
+        with self.lock:
+            held, self.held = list(self.held.values()), {}
+        for claim in held:
+            release(claim)

@@ -1,0 +1,55 @@
+"""Running `python -m nst.sweep` and torchrun sweeps as a user does, on small grids, and reading what they left."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+
+from helpers import ROOT
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, wherever its script was installed
+CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg"]
+STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg"]
+PAIRS = [f"{c}__{s}" for c in ("tubingen", "golden_gate") for s in ("starry_night", "the_scream")]
+CELL = 48
+
+
+def tiny(out_dir, *extra: str, contents=CONTENTS, styles=STYLES, mode: str = "offline") -> list[str]:
+    return ["--config", os.path.join(ROOT, "configs", "sweep.yaml"), "model.weights=random", "data.size=32",
+            "trainer.max_steps=5", f"logger.mode={mode}", "logger.image_every=0", f"output.dir={out_dir}",
+            f"sweep.cell={CELL}", "sweep.name=test-sweep", f"sweep.contents=[{','.join(contents)}]",
+            f"sweep.styles=[{','.join(styles)}]", *extra]
+
+
+def env_for(tmp_path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    # W&B's own caches and settings go to the test's folder, never the user's home.
+    env.update(WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
+               WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_DATA_DIR=str(tmp_path / "wandb-data"),
+               WANDB_SILENT="true", **extra)
+    return env
+
+
+def torchrun(tmp_path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    return subprocess.run([*TORCHRUN, f"--nproc_per_node={nproc}", "-m", "nst.sweep", *args], cwd=ROOT,
+                          env=env_for(tmp_path), capture_output=True, text=True, timeout=300)
+
+
+def sweep(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nst.sweep", *args], cwd=ROOT, env=env or env_for(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+
+
+def summary(out) -> list[dict]:
+    with open(out / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def ran(log: str) -> list[str]:
+    """Pairs whose optimization finished in this invocation, one entry per time, from every rank's lines."""
+    return re.findall(r"\d+/\d+ (\S+): done in ", log)
