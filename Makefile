@@ -7,7 +7,7 @@ CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
 
-.PHONY: help setup run test test-slow test-gpu bench bench-parts bench-counts bench-gpu clean sweep bench-sweep gallery examples
+.PHONY: help setup run test test-slow test-gpu bench bench-parts bench-counts bench-gpu clean sweep bench-sweep gallery grid examples
 
 # GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
 # one, else python3 with src/ on the path.
@@ -61,6 +61,10 @@ bench-sweep: $(STAMP)  ## sweep pairs per hour: 1 process, NPROC processes, batc
 gallery: $(STAMP)  ## 3 photographs x 4 paintings with the sweep command; contact sheet -> docs/images/gallery.jpg
 	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config configs/sweep.yaml output.dir=outputs/gallery $(ARGS)
 	$(PY) -c "from PIL import Image; Image.open('outputs/gallery/contact_sheet.png').convert('RGB').save('docs/images/gallery.jpg', quality=90)"
+
+grid: $(STAMP)  ## 3 style weights x 2 pairs, one sweep with sweep.grid; contact sheet -> docs/images/grid.jpg
+	$(VENV)/bin/torchrun --nproc_per_node=$(NPROC) -m nst.sweep --config configs/grid.yaml $(ARGS)
+	$(PY) -c "from PIL import Image; Image.open('outputs/grid/contact_sheet.png').convert('RGB').save('docs/images/grid.jpg', quality=90)"
 
 examples: $(STAMP)  ## the README's other pictures: showcase, 1024 px coarse-to-fine, colour preservation
 	$(PY) train.py --config configs/starry.yaml

@@ -1,6 +1,7 @@
 """`make bench` and `make bench-parts` end to end at a tiny size: the workers run, the reports are consistent."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -38,3 +39,14 @@ def test_bench_parts_times_every_convolution_and_both_allocators(tmp_path):
     assert evaluation["glibc_default"]["took"] is False
     assert evaluation["reuse_freed_memory"]["took"] is (sys.platform.startswith("linux"))
     assert evaluation["glibc_default"]["ms"] > 0 and evaluation["reuse_freed_memory"]["ms"] > 0
+
+
+def test_bench_gpu_writes_its_report_and_log_as_it_goes(tmp_path):
+    """The driver of make bench-gpu, on whatever this machine is: one quick step, its report and log in --out."""
+    proc = subprocess.run([sys.executable, "-m", "nst.bench.gpu", "--only", "device", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert report["steps"]["device"]["status"] == 0 and "torch" in report["steps"]["device"]["tail"][-1]
+    assert "===== device" in (tmp_path / "bench_gpu.log").read_text()
+    assert sorted(os.listdir(tmp_path)) == ["bench_gpu.json", "bench_gpu.log"]  # the runs' outputs go elsewhere

@@ -140,33 +140,40 @@ def test_workers_stop_and_keep_their_pairs_when_the_launcher_is_killed(tmp_path)
 
 @pytest.mark.slow
 def test_random_kills_then_a_relaunch_leave_every_pair_complete_and_no_process_behind(tmp_path):
-    """Four launches of two workers each, SIGKILLed at random moments (the launcher, the workers or both), then
-    one that runs to the end: every pair complete, every image readable, no claim or temporary file left, and
-    no process of the sweep alive."""
+    """A 3 x 2 sweep, two workers, SIGKILLed four times at random moments (the launcher, the workers or both),
+    then run to the end: every pair complete, every image readable, no claim or temporary file left, no process
+    of the sweep alive, and the pairs that were half done went on from their periodic checkpoints."""
     out = tmp_path / "sweep"
-    args = [*TORCHRUN, "--nproc_per_node=2", "-m", "nst.sweep", *tiny(out, "trainer.max_steps=60", mode="disabled")]
+    contents = CONTENTS + ["assets/hoovertowernight.jpg"]
+    args = [*TORCHRUN, "--nproc_per_node=2", "-m", "nst.sweep",
+            *tiny(out, "trainer.max_steps=60", "output.checkpoint_every=10", contents=contents, mode="disabled")]
+    names = [f"{c}__{s}" for c in ("tubingen", "golden_gate", "hoovertowernight") for s in ("starry_night", "the_scream")]
     rng = random.Random(4)
     for round_ in range(4):
-        launcher = subprocess.Popen(args, cwd=ROOT, env=env_for(tmp_path), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(6, 14))
-        victims = {"launcher": [launcher.pid], "workers": _workers_of(out), "both": [launcher.pid, *_workers_of(out)]}
-        for pid in victims[("launcher", "workers", "both")[round_ % 3]]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        launcher.wait()
+        with open(tmp_path / f"launch{round_}.log", "w") as log:
+            launcher = subprocess.Popen(args, cwd=ROOT, env=env_for(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+            time.sleep(rng.uniform(6, 14))
+            victims = {"launcher": [launcher.pid], "workers": _workers_of(out),
+                       "both": [launcher.pid, *_workers_of(out)]}
+            for pid in victims[("launcher", "workers", "both")[round_ % 3]]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            launcher.wait()
         deadline = time.time() + 120
         while _alive(_workers_of(out)) and time.time() < deadline:
             time.sleep(0.5)
         assert _alive(_workers_of(out)) == []
     final = subprocess.run(args, cwd=ROOT, env=env_for(tmp_path), capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stdout[-3000:]
-    assert {r["status"] for r in summary(out)} <= {"done", "cached"}
-    for name in PAIRS:
+    rows = summary(out)
+    assert [r["pair"] for r in rows] == names and {r["status"] for r in rows} <= {"done", "cached"}
+    for name in names:
         with Image.open(out / name / "final.png") as im:
             im.load()
     leftovers = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files
                  if f.endswith(".tmp") or f.startswith(".claim") or f.startswith(".summary")]
     assert leftovers == [] and _alive(_workers_of(out)) == []
+    logs = final.stdout + "".join((tmp_path / f"launch{i}.log").read_text() for i in range(4))
+    assert "resuming from last.ckpt" in logs  # a half-done pair went on instead of starting over

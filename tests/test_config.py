@@ -1,5 +1,7 @@
 """Config: schema defaults, overrides, presets, and one-line errors that name the key."""
 
+import os
+
 import pytest
 
 from nst.config import layers_of, load_config, scale_sizes, steps_per_scale
@@ -70,3 +72,20 @@ def test_train_py_refuses_a_sweep_config_instead_of_ignoring_its_pairs(capsys):
     assert main(["--config", f"{ROOT}/configs/sweep.yaml"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: sweep:") and "python -m nst.sweep" in err and "\n" not in err
+
+
+def test_the_wandb_sweep_drives_train_py_with_schema_keys_into_a_folder_per_value(tmp_path):
+    import yaml
+    from conftest import CONTENT, STYLE, run_train
+    sweep = yaml.safe_load(open(os.path.join(ROOT, "configs", "wandb_sweep.yaml")))
+    assert sweep["program"] == "train.py" and "configs/wandb_run.yaml" in sweep["command"]
+    for key, spec in sweep["parameters"].items():
+        for value in spec["values"]:
+            cfg = load_config(os.path.join(ROOT, "configs", "wandb_run.yaml"), [f"{key}={value}"])
+            assert cfg.output.dir == f"outputs/wandb_sweep/style_weight-{float(value)}"
+    # what the agent runs, from a folder of its own
+    proc = run_train("--config", os.path.join(ROOT, "configs", "wandb_run.yaml"), "--loss.style_weight=10",
+                     f"--data.content={CONTENT}", f"--data.style={STYLE}", "--data.size=48", "--trainer.max_steps=2",
+                     "--model.weights=random", "--logger.mode=disabled", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "outputs" / "wandb_sweep" / "style_weight-10.0" / "final.png").exists()

@@ -139,6 +139,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_a_grid_of_settings_runs_every_pair_with_every_value_and_a_rerun_skips_them(tmp_path):
+    out = tmp_path / "grid"
+    args = tiny(out, "sweep.grid={loss.style_weight: [3, 300]}", "trainer.max_steps=12",
+                contents=CONTENTS[:1], styles=STYLES[:1])
+    proc = sweep(tmp_path, *args)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    names = ["tubingen__starry_night__style_weight-3", "tubingen__starry_night__style_weight-300"]
+    assert sorted(ran(log)) == names
+    rows = summary(out)
+    assert [(r["pair"], r["loss.style_weight"], r["dir"], r["status"]) for r in rows] == \
+        [(names[0], "3", names[0], "done"), (names[1], "300", names[1], "done")]
+    # the higher weight is the more stylized picture: less style loss per unit of weight, more content loss
+    low, high = rows
+    assert float(high["style_loss"]) / 300 < float(low["style_loss"]) / 3
+    assert float(high["content_loss"]) > float(low["content_loss"])
+    runs = {r.name: r for r in offline_runs(str(out)) if r.job_type == "pair"}
+    assert sorted(runs) == names and "loss.style_weight=300" in runs[names[1]].tags
+    proc = sweep(tmp_path, *args)  # again: both complete, both skipped
+    assert proc.returncode == 0 and ran(proc.stdout) == [] and proc.stdout.count("complete, skipped") == 2
+
+
+def test_a_grid_value_its_key_cannot_take_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, monkeypatch):
+    from nst.sweep import main
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "grid"
+    for grid, words in [("{loss.style_weight: [10, lots]}", "sweep.grid.loss.style_weight: 'lots'"),
+                        ("{color.preserve: [none, sepia]}", "sweep.grid.color.preserve: 'sepia'"),
+                        ("{data.content: [a.jpg]}", "sweep.grid.data.content: not a setting a grid can vary")]:
+        assert main(["--config", "configs/sweep.yaml", f"output.dir={out}", f"sweep.grid={grid}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_slurm_variables_two_tasks(tmp_path):
     """What `srun --ntasks=2 python -m nst.sweep` sets. SLURM_NTASKS without SLURM_NTASKS_PER_NODE makes
     Lightning's SLURM environment raise: the pairs' Trainers must not see it."""

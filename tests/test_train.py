@@ -88,3 +88,14 @@ def test_python_api_returns_the_stylized_image(tmp_path):
                     trainer__enable_progress_bar=False, output__dir=str(tmp_path / "api"))
     assert isinstance(image, Image.Image) and max(image.size) == 48
     assert (tmp_path / "api" / "final.png").exists()
+
+
+def test_overrides_also_come_as_options_as_a_wandb_agent_passes_them(tmp_path):
+    out = tmp_path / "agent"
+    proc = run_train("--config", "configs/starry.yaml", "--data.size=48", "--trainer.max_steps", "3",
+                     "--model.weights=random", "--logger.mode", "disabled", f"--output.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["data"]["size"] == 48 and cfg["trainer"]["max_steps"] == 3 and cfg["logger"]["mode"] == "disabled"
+    proc = run_train("--config", "configs/starry.yaml", "--data.size")
+    assert proc.returncode == 2 and "--data.size needs a value" in proc.stderr

@@ -9,11 +9,31 @@ import sys
 from .errors import ConfigError, exit_line
 
 def parse(argv: list[str], prog: str, description: str, epilog: str) -> argparse.Namespace:
-    """--config FILE and key=value overrides."""
+    """--config FILE and key=value overrides; --key=value and --key value are the same overrides (what a W&B
+    sweep agent passes)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
     parser.add_argument("--config", "-c", help="YAML config file (defaults: src/nst/config.py)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    return parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (or --key=value, --key value)")
+    return parser.parse_args(as_overrides(argv, parser))
+
+
+def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """--key=value and --key value turned into key=value; --config, -c and --help left to argparse."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg[2:].split("=", 1)[0]
+        if not arg.startswith("--") or name in ("config", "help") or not name:
+            out.append(arg)
+        elif "=" in arg:
+            out.append(arg[2:])
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out.append(f"{name}={argv[i + 1]}")
+            i += 1
+        else:
+            parser.error(f"{arg} needs a value (--{name}=VALUE or --{name} VALUE)")
+        i += 1
+    return out
 
 
 def main(argv: list[str]) -> int:

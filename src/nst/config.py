@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -104,6 +104,8 @@ class OutputConfig:
     dir: str = "outputs/run"
     save_every: int = 0  # write step_NNNNN.png every N steps (0: only final.png)
     checkpoint: bool = True  # also write last.ckpt at the end (an interrupted run always writes it)
+    # last.ckpt every N steps as well (0: never), so that a run killed outright loses at most N steps
+    checkpoint_every: int = 50
 
 
 @dataclass
@@ -130,6 +132,9 @@ class SweepConfig:
     batch: Any = "auto"
     # seconds after which a claim on a pair whose heartbeat stopped, from another host, is taken over
     stale_after: float = 300.0
+    # settings to compare: any single-run key -> a list of values; every pair runs with every combination,
+    # e.g. {loss.style_weight: [10, 30, 100], color.preserve: [none, luminance]}
+    grid: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -267,6 +272,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("logger.log_every must be >= 1 and logger.image_every >= 0")
     if cfg.output.save_every < 0:
         raise ConfigError(f"output.save_every: must be >= 0, got {cfg.output.save_every}")
+    if cfg.output.checkpoint_every < 0:
+        raise ConfigError(f"output.checkpoint_every: must be >= 0, got {cfg.output.checkpoint_every}")
     if not cfg.output.dir:
         raise ConfigError("output.dir: must not be empty")
     if cfg.init not in INITS and not os.path.splitext(cfg.init)[1]:

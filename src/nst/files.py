@@ -67,3 +67,17 @@ def save_text(text: str, path: str) -> None:
 
 def save_json(data: dict, path: str) -> None:
     save_text(json.dumps(data, indent=2, sort_keys=True) + "\n", path)
+
+
+def remove_leftovers(folder: str) -> list[str]:
+    """Delete the temporary files of writes that never finished (a process killed outright in the middle of one).
+    Only for a folder this process owns: another writer's temporary file looks the same."""
+    removed = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if name.startswith(".") and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed

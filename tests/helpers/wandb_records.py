@@ -42,6 +42,7 @@ def _records(path: str):
 @dataclass
 class OfflineRun:
     folder: str
+    name: str = ""
     group: str = ""
     job_type: str = ""
     tags: list[str] = field(default_factory=list)
@@ -61,6 +62,7 @@ def read_run(folder: str) -> OfflineRun:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             run.group, run.job_type, run.tags = rec.run.run_group, rec.run.job_type, list(rec.run.tags)
+            run.name = rec.run.display_name
             run.config_keys |= {item.key for item in rec.run.config.update}
         elif kind == "config":
             run.config_keys |= {item.key for item in rec.config.update}

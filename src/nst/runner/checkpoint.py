@@ -18,6 +18,7 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import torch
@@ -37,8 +38,8 @@ def path_in(folder: str) -> str:
 def _row(value: Any, b: int, batch: int) -> Any:
     """Picture b's share of a batch checkpoint entry: its row of a [batch, ...] tensor, its item of a per-picture
     list, everything else as it is."""
-    if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == batch:
-        return value[b:b + 1].clone()
+    if torch.is_tensor(value):  # a copy: a checkpoint written in the background must not see later steps
+        return value[b:b + 1].clone() if value.dim() > 0 and value.shape[0] == batch else value.clone()
     if isinstance(value, dict):
         return {k: _row(v, b, batch) for k, v in value.items()}
     return value
@@ -86,18 +87,44 @@ class PairCheckpointIO(CheckpointIO):
     """Lightning's checkpoint plugin for a batch of pictures: one last.ckpt per picture's folder, written atomically.
 
     `save_checkpoint` ignores the path Lightning passes and writes every picture that `keep(b)` allows (a failed
-    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint.
+    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint. With
+    `in_background`, the files are written by a helper thread while training goes on (the periodic checkpoints:
+    the rows are copied first, so later steps do not change what is written); `wait` waits for them.
     """
 
     def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None):
         self.folders = folders
         self.keep = keep or (lambda b: True)
+        self.in_background = False
+        self._writer: Optional[ThreadPoolExecutor] = None
+        self._pending: Optional[Future] = None
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        for b, folder in enumerate(self.folders):
-            if self.keep(b):
-                with replaced_atomically(path_in(folder)) as tmp:
-                    torch.save(split(checkpoint, b), tmp)
+        self.wait()
+        rows = [(folder, split(checkpoint, b)) for b, folder in enumerate(self.folders) if self.keep(b)]
+        if not self.in_background:
+            return self._write(rows)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-checkpoint")
+        self._pending = self._writer.submit(self._write, rows)
+
+    @staticmethod
+    def _write(rows: list[tuple[str, dict]]) -> None:
+        for folder, row in rows:
+            with replaced_atomically(path_in(folder)) as tmp:
+                torch.save(row, tmp)
+
+    def wait(self) -> None:
+        """Until the checkpoint being written is on disk (its error, such as a full disk, raised here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def teardown(self) -> None:
+        self.wait()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
 
     def load_checkpoint(self, path, map_location=None, weights_only: Optional[bool] = True) -> dict:
         return merge([load(path_in(folder)) for folder in self.folders])

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
 from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
-from ..files import save_json, save_png, save_text
+from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import Objective, OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint
@@ -96,6 +96,7 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
     trainer, telemetry, watch, wandb = make_trainer(cfg, jobs, module, guard, label)
     for job in jobs:
         check_writable(job.dir)
+        remove_leftovers(job.dir)  # a folder is one run's (or, in a sweep, its claimant's): nobody else writes here
     with ThreadPoolExecutor(max_workers=min(4, len(jobs)), thread_name_prefix="nst-wandb") as starter:
         for job in jobs:  # W&B runs start beside the first steps, which do not wait for them
             if job.run is None:
@@ -126,7 +127,7 @@ def build_module(jobs: list[Job]) -> StyleTransferModule:
                           cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize)
     optimizer = OptimizerSettings(cfg.optim.name, cfg.optim.lr, cfg.optim.history, cfg.optim.line_search_evals)
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
-                          image_every=cfg.logger.image_every if cfg.logger.mode != "disabled" else 0,
+                          image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
                           save_every=cfg.output.save_every)
     return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], objective=objective,
                                schedule=Schedule(scale_sizes(cfg), steps_per_scale(cfg)), optimizer=optimizer,
@@ -188,6 +189,8 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         sinks.append(progress)
     telemetry = Telemetry(sinks)
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.alive)
+    if cfg.output.checkpoint_every and cfg.output.checkpoint:
+        extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     try:
         trainer = L.Trainer(
             max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
@@ -211,6 +214,30 @@ class WandbRuns(WandbSink):
 
     def on_start(self, trainer, module) -> None:
         self.runs = [job.run for job in self.jobs]
+
+
+class PeriodicCheckpoint(L.Callback):
+    """last.ckpt for every live picture every `every` steps (output.checkpoint_every), written by a helper thread
+    while training goes on, with config.yaml beside it: a run killed outright (SIGKILL, a lost node) resumes from
+    there and loses at most `every` steps."""
+
+    def __init__(self, every: int, jobs: list[Job], io: checkpoint.PairCheckpointIO):
+        self.every, self.jobs, self.io = every, jobs, io
+        self.configs_written = False
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every or step >= trainer.max_steps:
+            return
+        if not self.configs_written:
+            for job in self.jobs:
+                save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+            self.configs_written = True
+        self.io.in_background = True
+        try:
+            trainer.save_checkpoint(checkpoint.path_in(self.jobs[0].dir), weights_only=False)
+        finally:
+            self.io.in_background = False
 
 
 def check_writable(folder: str) -> None:
@@ -243,15 +270,19 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     except TrainingError as e:  # the whole batch (an update that overflowed)
         guard.phase = "hold"
         for b, job in enumerate(jobs):
-            fail(job, module, b, str(e), trainer.global_step)
+            fail(job, module, b, str(e), trainer.global_step, trainer)
         return
     if guard.requested and trainer.global_step < cfg.trainer.max_steps:
         raise interrupted(jobs, module, trainer, guard.signum, cut_short=False)
 
 
-def fail(job: Job, module: StyleTransferModule, b: int, message: str, good_steps: int) -> None:
+def fail(job: Job, module: StyleTransferModule, b: int, message: str, good_steps: int, trainer: L.Trainer) -> None:
+    """last_good.png and the one-line error; no checkpoint (a periodic one would resume into the same failure)."""
     path = os.path.join(job.dir, "last_good.png")
     save_png(job.inputs.render(module.last_good[b:b + 1]), path)
+    trainer.strategy.checkpoint_io.wait()  # PairCheckpointIO: a periodic checkpoint may still be on its way
+    if os.path.exists(checkpoint.path_in(job.dir)):
+        os.unlink(checkpoint.path_in(job.dir))
     job.error = f"{message}; the last good image (after {good_steps} steps) is in {path}"
 
 
@@ -271,7 +302,7 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
     for b, job in enumerate(jobs):
         if not alive[b]:
             h = watch.health[b]
-            fail(job, module, b, h.message, h.good_steps)
+            fail(job, module, b, h.message, h.good_steps, trainer)
             continue
         image = job.inputs.render(module.target[b:b + 1])
         metrics = {**finals[b], "initial_loss": None if initial[b] != initial[b] else initial[b],

@@ -89,7 +89,7 @@ def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]
                 say(d, f"{where}: complete, skipped")
             continue
         pc.resume = status == "resumable"
-        todo.append(Work(pair, where, pc, why, batch_key(pc), own=pair in mine))
+        todo.append(Work(pair, where, pc, why, batch_key(pc, pair), own=pair in mine))
     batches = group(todo, lambda key: batch_limit(cfg, device, key))
 
     def claimed(k: int):  # batch k, claimed, with its images being read by the helper thread
@@ -140,9 +140,10 @@ def claim_batch(batch: list[Work], d: Dist, heartbeat: Heartbeat, since: float, 
     return held
 
 
-def batch_key(pc: DictConfig) -> object:
-    """What pairs must share to be optimized together: the target size at every scale and the step they resume
-    from. None when the content image cannot even be measured (the pair then fails alone, saying why)."""
+def batch_key(pc: DictConfig, pair: Pair) -> object:
+    """What pairs must share to be optimized together: the grid's setting (a batch takes every setting but the
+    images from its first pair), the target size at every scale and the step they resume from. None when the
+    content image cannot even be measured (the pair then fails alone, saying why)."""
     try:
         size = oriented_size(pc.data.content)
     except UserError:
@@ -153,7 +154,7 @@ def batch_key(pc: DictConfig) -> object:
             step = int(checkpoint.load(checkpoint.path_in(pc.output.dir))["nst"]["step"])
         except UserError:
             return None
-    return tuple(fit_size(size, s) for s in scale_sizes(pc)), step
+    return tuple(fit_size(size, s) for s in scale_sizes(pc)), step, pair.setting
 
 
 def batch_limit(cfg: DictConfig, device: Optional[int], key: object) -> int:
@@ -164,7 +165,7 @@ def batch_limit(cfg: DictConfig, device: Optional[int], key: object) -> int:
         return int(cfg.sweep.batch)
     if device is None:
         return 1
-    sizes, _ = key
+    sizes = key[0]
     pixels = max(w * h for w, h in sizes)
     free, _ = torch.cuda.mem_get_info(device)
     return pairs_that_fit(free, pixels, cfg.optim.history if cfg.optim.name == "lbfgs" else 2)
@@ -214,7 +215,7 @@ def prepare_batch(batch: list[Work], d: Dist) -> list[Work]:
 def pair_extra(work: Work) -> dict:
     """What a pair's W&B run records beside its config."""
     return {"pair": {"content": work.pair.content, "style": work.pair.style, "name": work.pair.name,
-                     "index": work.pair.index}, "sweep_name": work.cfg.logger.group}
+                     "index": work.pair.index}, "sweep_name": work.cfg.logger.group, "grid": dict(work.pair.settings)}
 
 
 def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:

@@ -11,13 +11,14 @@ import copy
 import glob
 import os
 import re
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import SweepConfig, validate
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 # Keys that do not change a pair's result: a pair made with other values of these is still complete.
@@ -29,11 +30,14 @@ CHECKPOINT = "last.ckpt"  # what an interrupted run leaves (runner/run.py): the 
 
 @dataclass
 class Pair:
-    index: int  # position in the sweep (content-major for contents x styles)
+    """One run of the sweep: a content/style pair, with one setting of the grid when there is one."""
+    index: int  # position in the sweep (content-major for contents x styles, then the grid's settings)
     content: str
     style: str
-    name: str  # <content-stem>__<style-stem>
+    name: str  # <content-stem>__<style-stem>, then __<setting> with a grid
     dir: str
+    settings: dict = field(default_factory=dict)  # grid key -> value for this run
+    setting: str = ""  # the settings as a name, e.g. style_weight-10 ("" without a grid)
 
 
 def stem(path: str) -> str:
@@ -59,7 +63,8 @@ def expand(key: str, patterns: list[str]) -> list[str]:
 
 
 def plan(cfg: DictConfig) -> list[Pair]:
-    """Every pair of the sweep in a fixed order (the same on every rank), each once."""
+    """Every run of the sweep in a fixed order (the same in every process): each pair once, times every setting
+    of sweep.grid."""
     sweep = cfg.sweep
     if sweep.contents:
         raw = [(c, s) for c in expand("contents", list(sweep.contents)) for s in expand("styles", list(sweep.styles))]
@@ -67,23 +72,81 @@ def plan(cfg: DictConfig) -> list[Pair]:
         raw = [(p["content"], p["style"]) if isinstance(p, DictConfig) else (p[0], p[1]) for p in sweep.pairs]
     else:
         raise ConfigError("sweep: no pairs; set sweep.contents and sweep.styles (paths or globs), or sweep.pairs")
+    settings = grid_settings(cfg)
     pairs: list[Pair] = []
-    seen: dict[tuple[str, str], Pair] = {}
+    seen: set[tuple[str, str]] = set()
     by_name: dict[str, Pair] = {}
     for content, style in raw:
         key = (os.path.normpath(content), os.path.normpath(style))
         if key in seen:
             continue  # the same pair listed twice is computed once
-        name = f"{stem(content)}__{stem(style)}"
-        if name in by_name:
-            other = by_name[name]
-            raise ConfigError(f"sweep: {content} + {style} and {other.content} + {other.style} would both write "
-                              f"{os.path.join(cfg.output.dir, name)} (same file names; rename one)")
-        pair = Pair(len(pairs), content, style, name, os.path.join(cfg.output.dir, name))
-        pairs.append(pair)
-        seen[key] = pair
-        by_name[name] = pair
+        seen.add(key)
+        for values, label in settings:
+            name = f"{stem(content)}__{stem(style)}" + (f"__{label}" if label else "")
+            if name in by_name:
+                other = by_name[name]
+                raise ConfigError(f"sweep: {content} + {style} and {other.content} + {other.style} would both write "
+                                  f"{os.path.join(cfg.output.dir, name)} (same file names; rename one)")
+            pair = Pair(len(pairs), content, style, name, os.path.join(cfg.output.dir, name), values, label)
+            pairs.append(pair)
+            by_name[name] = pair
     return pairs
+
+
+# Keys a grid may not vary: they name the pairs, their folders, or the sweep itself.
+NOT_GRID_KEYS = ("data.content", "data.style", "data.style_weights", "output.dir", "resume", "sweep")
+
+
+def grid_keys(cfg: DictConfig) -> dict[str, list]:
+    """sweep.grid as dotted key -> values ({loss: {style_weight: [..]}} and {loss.style_weight: [..]} alike)."""
+    flat: dict[str, list] = {}
+
+    def walk(node, prefix: str) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, DictConfig):
+                walk(value, f"{dotted}.")
+            elif isinstance(value, ListConfig) and len(value) > 0:
+                flat[dotted] = list(OmegaConf.to_container(value, resolve=True))
+            else:
+                raise ConfigError(f"sweep.grid.{dotted}: expected a non-empty list of values, got {value!r}")
+    walk(cfg.sweep.grid, "")
+    return flat
+
+
+def grid_settings(cfg: DictConfig) -> list[tuple[dict, str]]:
+    """Every combination of the grid's values, with its name; [({}, "")] without a grid. A value that is not
+    valid for its key is a ConfigError naming both, before anything runs."""
+    grid = grid_keys(cfg)
+    if not grid:
+        return [({}, "")]
+    labels = {}
+    for key in grid:
+        if key in NOT_GRID_KEYS or key.split(".")[0] in NOT_GRID_KEYS:
+            raise ConfigError(f"sweep.grid.{key}: not a setting a grid can vary (it names the pairs or the sweep)")
+        last = key.split(".")[-1]
+        labels[key] = last if sum(k.split(".")[-1] == last for k in grid) == 1 else key.replace(".", "-")
+    for key, values in grid.items():
+        for value in values:
+            try:
+                check = copy.deepcopy(cfg)
+                OmegaConf.update(check, key, value, merge=False)
+                check.sweep = OmegaConf.structured(SweepConfig)
+                validate(check)
+            except ConfigError as e:
+                raise ConfigError(f"sweep.grid.{key}: {value!r}: {e}") from None
+            except Exception as e:  # OmegaConf: an unknown key or a value of the wrong type
+                raise ConfigError(f"sweep.grid.{key}: {value!r}: {first_line(e)}") from None
+    out = []
+    for combo in itertools.product(*grid.values()):
+        values = dict(zip(grid, combo))
+        label = "_".join(f"{labels[k]}-{_value_name(v)}" for k, v in values.items())
+        out.append((values, label))
+    return out
+
+
+def _value_name(value) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", str(value)).strip("_") or "none"
 
 
 def sweep_name(cfg: DictConfig) -> str:
@@ -99,6 +162,8 @@ def pair_config(cfg: DictConfig, pair: Pair, device: Optional[int] = None) -> Di
 
     Its sweep section is reset to the defaults, so `train.py --config <pair>/config.yaml` redoes this pair."""
     pc = copy.deepcopy(cfg)  # keeps the schema: values are type-checked as they are set
+    for key, value in pair.settings.items():
+        OmegaConf.update(pc, key, value, merge=False)
     pc.data.content = pair.content
     pc.data.style = pair.style
     pc.data.style_weights = None
@@ -107,6 +172,7 @@ def pair_config(cfg: DictConfig, pair: Pair, device: Optional[int] = None) -> Di
     pc.logger.job_type = "pair"
     pc.logger.name = pair.name
     pc.logger.tags = list(cfg.logger.tags) + [f"content:{stem(pair.content)}"[:64], f"style:{stem(pair.style)}"[:64]]
+    pc.logger.tags += [f"{k}={v}"[:64] for k, v in pair.settings.items()]
     pc.sweep = OmegaConf.structured(SweepConfig)
     if device is not None:
         pc.trainer.accelerator = "gpu"

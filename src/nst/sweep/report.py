@@ -18,7 +18,7 @@ from ..files import save_png, save_text
 from ..images import fit_size, open_rgb
 from ..runner.tracking import finish, start_run
 from ..errors import UserError, first_line
-from .plan import Pair, pair_config, state, stem, sweep_name
+from .plan import Pair, grid_keys, pair_config, state, stem, sweep_name
 
 ERROR_FILE = "error.txt"  # a failed pair's message and traceback
 SUMMARY_COLUMNS = ["pair", "content", "style", "status", "loss", "content_loss", "style_loss", "tv_loss",
@@ -80,23 +80,41 @@ def summary_rows(cfg: DictConfig, pairs: list[Pair], results: list[Result], sinc
                "tv_loss": m.get("tv_loss"), "seconds": m.get("seconds"), "total_seconds": m.get("total_seconds"),
                "steps": m.get("steps"), "evaluations": m.get("evaluations"), "height": size[0], "width": size[1],
                "batch": m.get("batch"), "rank": mine.rank if mine is not None and status == "done" else "",
-               "error": error}
+               "error": error, "dir": os.path.relpath(pair.dir, cfg.output.dir), **pair.settings}
         rows.append(row)
     return rows
 
 
-def write_summary(rows: list[dict], path: str) -> None:
+def write_summary(rows: list[dict], path: str, grid: list[str]) -> None:
+    """One row per run; the grid's keys are columns too, named by the key."""
+    columns = SUMMARY_COLUMNS + grid + ["dir"]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in SUMMARY_COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
     save_text(buf.getvalue(), path)
 
 
-def axes(pairs: list[Pair]) -> tuple[list[str], list[str]]:
-    """The contact sheet's rows (contents) and columns (styles), in the sweep's order."""
-    return list(dict.fromkeys(p.content for p in pairs)), list(dict.fromkeys(p.style for p in pairs))
+MAX_SHEET_ROWS = 12  # a grid with more rows (contents x settings) gets one sheet per setting
+
+
+def row_of(pair: Pair) -> tuple[str, str]:
+    return pair.content, pair.setting
+
+
+def axes(pairs: list[Pair]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The contact sheet's rows (content, and setting with a grid) and columns (styles), in the sweep's order."""
+    return list(dict.fromkeys(row_of(p) for p in pairs)), list(dict.fromkeys(p.style for p in pairs))
+
+
+def sheets(pairs: list[Pair]) -> dict[str, list[Pair]]:
+    """File name -> the runs it shows: contact_sheet.png, or with a large grid one contact_sheet__<setting>.png
+    per setting (rows: contents)."""
+    settings = list(dict.fromkeys(p.setting for p in pairs))
+    if len(settings) == 1 or len(axes(pairs)[0]) <= MAX_SHEET_ROWS:
+        return {"contact_sheet.png": pairs}
+    return {f"contact_sheet__{s}.png": [p for p in pairs if p.setting == s] for s in settings}
 
 
 def fit_box(im: Image.Image, box: int) -> Image.Image:
@@ -106,8 +124,8 @@ def fit_box(im: Image.Image, box: int) -> Image.Image:
 
 
 def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = ""):
-    """A grid on white: the top row shows the styles, the left column the contents, and cell (i, j) the result
-    for content i in style j. (1 + #contents) x (1 + #styles) square cells of `cell` pixels each."""
+    """A grid on white: the top row shows the styles, the left column the contents (under each its grid setting),
+    and cell (i, j) the result for row i in style j. (1 + #rows) x (1 + #styles) square cells of `cell` pixels."""
     contents, styles = axes(pairs)
     sheet = Image.new("RGB", ((len(styles) + 1) * cell, (len(contents) + 1) * cell), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
@@ -141,12 +159,12 @@ def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "
     for j, style in enumerate(styles, 1):
         im = source(style)
         put(im, j, 0, stem(style), fill=None if im is not None else (250, 225, 225))
-    for i, content in enumerate(contents, 1):
+    for i, (content, setting) in enumerate(contents, 1):
         im = source(content)
-        put(im, 0, i, stem(content), fill=None if im is not None else (250, 225, 225))
+        put(im, 0, i, setting or stem(content), fill=None if im is not None else (250, 225, 225))
     status = {row["pair"]: row["status"] for row in rows}
     for pair in pairs:
-        i, j = contents.index(pair.content) + 1, styles.index(pair.style) + 1
+        i, j = contents.index(row_of(pair)) + 1, styles.index(pair.style) + 1
         if status.get(pair.name) == "failed":
             put(None, j, i, "failed", fill=(250, 225, 225))
             continue
@@ -158,9 +176,10 @@ def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "
     return sheet
 
 
-def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_dir: str) -> Optional[str]:
-    """One more W&B run in the sweep's group (job_type=summary): a Table of every pair with thumbnails and final
-    losses, and the contact sheet. Returns the run's id, or None when logging is disabled."""
+def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], drawn: dict, out_dir: str,
+              grid: list[str]) -> Optional[str]:
+    """One more W&B run in the sweep's group (job_type=summary): a Table of every run with thumbnails, its grid
+    settings and final losses, and the contact sheet(s). Returns the run's id, or None when logging is off."""
     sc = copy.deepcopy(cfg)
     sc.logger.group = sweep_name(cfg)
     sc.logger.job_type = "summary"
@@ -178,7 +197,7 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_d
             except Exception:
                 return None
 
-        columns = ["pair", "content", "style", "result", "status", "loss", "content_loss", "style_loss",
+        columns = ["pair", "content", "style", *grid, "result", "status", "loss", "content_loss", "style_loss",
                    "seconds", "steps", "error"]
         table = wandb.Table(columns=columns)
         for pair, row in zip(pairs, rows):
@@ -189,9 +208,11 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_d
                         result = wandb.Image(fit_box(im.convert("RGB"), 256))
                 except OSError:
                     result = None
-            table.add_data(pair.name, thumb(pair.content), thumb(pair.style), result, row["status"], row["loss"],
-                           row["content_loss"], row["style_loss"], row["seconds"], row["steps"], row["error"])
-        run.log({"pairs": table, "contact_sheet": wandb.Image(sheet, caption="rows: contents, columns: styles")})
+            table.add_data(pair.name, thumb(pair.content), thumb(pair.style), *(pair.settings[k] for k in grid), result,
+                           row["status"], row["loss"], row["content_loss"], row["style_loss"], row["seconds"],
+                           row["steps"], row["error"])
+        caption = "rows: contents" + (" and settings" if grid else "") + ", columns: styles"
+        run.log({"pairs": table, **{name[:-4]: wandb.Image(sheet, caption=caption) for name, sheet in drawn.items()}})
         for status in ("done", "cached", "failed", "todo"):
             run.summary[f"pairs_{status}"] = sum(r["status"] == status for r in rows)
         return run.id
@@ -202,8 +223,11 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], sheet, out_d
 def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result], since: float) -> list[dict]:
     out_dir = cfg.output.dir
     rows = summary_rows(cfg, pairs, results, since)
-    write_summary(rows, os.path.join(out_dir, "summary.csv"))
-    sheet = contact_sheet(pairs, rows, cfg.sweep.cell, sweep_name(cfg))
-    save_png(sheet, os.path.join(out_dir, "contact_sheet.png"))
-    log_table(cfg, pairs, rows, sheet, out_dir)
+    grid = list(grid_keys(cfg))
+    write_summary(rows, os.path.join(out_dir, "summary.csv"), grid)
+    drawn = {}
+    for name, shown in sheets(pairs).items():
+        drawn[name] = contact_sheet(shown, rows, cfg.sweep.cell, sweep_name(cfg))
+        save_png(drawn[name], os.path.join(out_dir, name))
+    log_table(cfg, pairs, rows, drawn, out_dir, grid)
     return rows
