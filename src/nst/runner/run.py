@@ -8,6 +8,7 @@ loss or image stops being finite fails alone: it gets last_good.png and an error
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -142,6 +143,8 @@ def module_for(cfg: DictConfig) -> StyleTransferModule:
 def loop_for(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[StyleTransferModule, L.Trainer]:
     """The module and Trainer of a one-picture run of `cfg` with more callbacks, for tools that time or count the
     training loop itself (`trainer.fit(module, train_dataloaders=steps_loader(n))`; nothing is written)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.output.checkpoint_every = 0
     job = prepare(Job(cfg))
     module = build_module([job])
     trainer, *_ = make_trainer(cfg, [job], module, SignalGuard(), None, callbacks)
