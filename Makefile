@@ -7,7 +7,7 @@ CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
 
-.PHONY: help setup run test test-slow test-gpu bench bench-parts bench-counts bench-gpu clean sweep bench-sweep gallery grid examples
+.PHONY: help setup run test test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples
 
 # GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
 # one, else python3 with src/ on the path.
@@ -48,6 +48,9 @@ bench-counts: $(STAMP)  ## host syncs and aten ops per training step (the CPU's 
 
 bench-gpu:  ## every GPU figure in one time-bounded run (under 8 min): bench_gpu.json and .log in OUT or outputs/
 	$(GPU_PY) -m nst.bench.gpu $(ARGS)
+
+bench-schedule: $(STAMP)  ## coarse-to-fine schedules side by side: final loss vs seconds; outputs/bench_schedule.json, .png
+	$(PY) -m nst.bench.schedule $(ARGS)
 
 bench-parts: $(STAMP)  ## where an evaluation's time goes (convolutions, Grams, layouts, allocator); outputs/bench_parts.json
 	$(PY) -m nst.bench.parts $(ARGS)

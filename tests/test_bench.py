@@ -50,3 +50,15 @@ def test_bench_gpu_writes_its_report_and_log_as_it_goes(tmp_path):
     assert report["steps"]["device"]["status"] == 0 and "torch" in report["steps"]["device"]["tail"][-1]
     assert "===== device" in (tmp_path / "bench_gpu.log").read_text()
     assert sorted(os.listdir(tmp_path)) == ["bench_gpu.json", "bench_gpu.log"]  # the runs' outputs go elsewhere
+
+
+def test_bench_schedule_runs_candidates_side_by_side_and_plots_them(tmp_path):
+    out = tmp_path / "schedule.json"
+    proc = subprocess.run([sys.executable, "-m", "nst.bench.schedule", "--size", "64", "--only", "classic",
+                           "classic-120", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["classic"]["steps"] == 200 and rows["classic-120"]["steps"] == 120
+    assert all(r["seconds"] > 0 and r["loss"] > 0 for r in rows.values())
+    assert (tmp_path / "schedule.png").stat().st_size > 5000 and (tmp_path / "schedule_classic.png").exists()

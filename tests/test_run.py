@@ -101,3 +101,15 @@ def test_overflowing_update_stops_with_one_line(tmp_path, capsys, one_thread):
     code, err = cli(capsys, tiny(out, "optim.name=adam", "optim.lr=1e39"))
     assert_one_line_error(code, err, "overflowed float32 at step 0", "optim.lr", "last_good.png")
     assert (out / "last_good.png").exists() and not (out / "final.png").exists()
+
+
+def test_a_tolerance_stops_the_run_once_the_loss_stops_falling_and_says_so(tmp_path):
+    """trainer.tolerance: at the last scale, a loss that fell by less than that fraction over `patience` steps
+    ends the run (judged as the numbers reach the host); metrics.json says why it stopped."""
+    flat = job(tmp_path / "flat", STYLE, "trainer.max_steps=60", "trainer.tolerance=0.5", "trainer.patience=3")
+    fit_batch([flat], SignalGuard())
+    m = flat.result.metrics
+    assert m["stopped"] == "tolerance" and 3 < m["steps"] < 60
+    full = job(tmp_path / "full", STYLE, "trainer.max_steps=20")
+    fit_batch([full], SignalGuard())
+    assert full.result.metrics["stopped"] == "max_steps" and full.result.metrics["steps"] == 20

@@ -94,6 +94,10 @@ class TrainerConfig:
     log_every_n_steps: int = 1
     enable_progress_bar: bool = True
     deterministic: bool = False
+    # stop when the loss (at the last scale) has fallen by less than this fraction over the last `patience`
+    # steps; 0: always run max_steps. metrics.json says why a run stopped.
+    tolerance: float = 0.0
+    patience: int = 10
     # cuDNN autotuning tries every algorithm for each new shape: seconds per scale and per style image size, more
     # than it saves in a run of a few hundred steps (see README, Speed). Only used on GPUs.
     cudnn_benchmark: bool = False
@@ -263,6 +267,10 @@ def validate(cfg: DictConfig) -> None:
     _choice("color.preserve", cfg.color.preserve, COLOR_MODES)
     if cfg.trainer.max_steps < 1:
         raise ConfigError(f"trainer.max_steps: must be >= 1, got {cfg.trainer.max_steps}")
+    if not 0 <= cfg.trainer.tolerance < 1:
+        raise ConfigError(f"trainer.tolerance: a fraction in [0, 1), got {cfg.trainer.tolerance}")
+    if cfg.trainer.patience < 1:
+        raise ConfigError(f"trainer.patience: must be >= 1 step, got {cfg.trainer.patience}")
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     if str(cfg.trainer.precision) == "16-mixed" and cfg.optim.name == "lbfgs":
         raise ConfigError("trainer.precision: 16-mixed (gradient scaling) does not work with L-BFGS; "

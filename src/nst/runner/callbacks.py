@@ -169,3 +169,38 @@ def progress_sink(enabled: bool, shown: Callable[[int], bool], label: Optional[s
     if label is None and sys.stdout.isatty():
         return ProgressBar()
     return ProgressLines(shown, label or "")
+
+
+class Convergence(Sink):
+    """trainer.tolerance: stops the Trainer once, at the last scale, every live picture's loss has fallen by less
+    than `tolerance` (a fraction) over the last `patience` steps. It judges the numbers as they reach the host,
+    so the run ends a transfer or so after the step that met the rule."""
+
+    def __init__(self, tolerance: float, patience: int, last_scale_from: int):
+        self.tolerance, self.patience, self.start = tolerance, patience, last_scale_from
+        self.history: list[list[tuple[int, float]]] = []
+        self.alive: list[bool] = []
+        self.trainer = None
+        self.met = False
+
+    def on_start(self, trainer, module) -> None:
+        self.trainer = trainer
+        self.history = [[] for _ in range(module.batch_size)]
+        self.alive = [True] * module.batch_size
+
+    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
+        if step < self.start:
+            return
+        for seen, values in zip(self.history, parts):
+            seen.append((step, values["loss"]))
+        if all(self._flat(seen) for seen, ok in zip(self.history, self.alive) if ok) and any(self.alive):
+            self.met = True
+            self.trainer.should_stop = True
+
+    def _flat(self, seen: list[tuple[int, float]]) -> bool:
+        step, loss = seen[-1]
+        before = [value for s, value in seen if s <= step - self.patience]
+        return bool(before) and before[-1] - loss < self.tolerance * abs(before[-1])
+
+    def on_health(self, health) -> None:
+        self.alive = [h.alive for h in health]

@@ -27,7 +27,7 @@ from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import Objective, OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint
-from .callbacks import SnapshotSink, WandbSink, progress_sink
+from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
 from .job import Job, RunResult, prepare
@@ -187,6 +187,8 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         sinks.append(wandb)
     if cfg.output.save_every:
         sinks.append(SnapshotSink(cfg.output.save_every, [job.dir for job in jobs], renders))
+    if cfg.trainer.tolerance > 0:
+        sinks.append(Convergence(cfg.trainer.tolerance, cfg.trainer.patience, sum(module.schedule.steps[:-1])))
     progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
     if progress is not None:
         sinks.append(progress)
@@ -311,7 +313,8 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
         metrics = {**finals[b], "initial_loss": None if initial[b] != initial[b] else initial[b],
                    "steps": int(trainer.global_step), "evaluations": int(evaluations[b]),
                    "seconds": round(seconds, 3), "total_seconds": round(time.time() - job.started, 3),
-                   "size": [image.height, image.width], "precision": precision, "batch": len(jobs)}
+                   "size": [image.height, image.width], "precision": precision, "batch": len(jobs),
+                   "stopped": "tolerance" if trainer.global_step < trainer.max_steps else "max_steps"}
         if module.device.type == "cuda":  # the batch's peak, device memory held by tensors
             metrics["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(module.device) / 2**20)
         save_png(image, os.path.join(job.dir, "final.png"))
