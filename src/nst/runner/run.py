@@ -94,7 +94,7 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
     cfg = jobs[0].cfg
     L.seed_everything(cfg.seed, verbose=False)
     module = build_module(jobs)
-    trainer, telemetry, watch, wandb = make_trainer(cfg, jobs, module, guard, label)
+    trainer, watch, wandb = make_trainer(cfg, jobs, module, guard, label)
     for job in jobs:
         check_writable(job.dir)
         remove_leftovers(job.dir)  # a folder is one run's (or, in a sweep, its claimant's): nobody else writes here
@@ -103,7 +103,7 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
             if job.run is None:
                 job.run = starter.submit(start_run, job.cfg, job.dir, job.extra_config)
         try:
-            _fit(cfg, jobs, module, trainer, telemetry, watch, guard)
+            _fit(cfg, jobs, module, trainer, guard)
             write_outputs(jobs, module, trainer, watch, wandb)
         except OutputError as e:  # disk full, permissions: name the setting to change
             raise OutputError(f"output.dir: {e}") from None
@@ -176,7 +176,7 @@ class FailureWatch(Sink):
 
 def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,
                  label: Optional[str], extra_callbacks: Sequence[L.Callback] = ()
-                 ) -> tuple[L.Trainer, Telemetry, FailureWatch, Optional[WandbSink]]:
+                 ) -> tuple[L.Trainer, FailureWatch, Optional[WandbSink]]:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     tune_backends(accelerator, cfg.trainer.cudnn_benchmark)
     renders = [job.inputs.render for job in jobs]
@@ -192,7 +192,6 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
     progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
     if progress is not None:
         sinks.append(progress)
-    telemetry = Telemetry(sinks)
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.alive)
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
@@ -200,12 +199,12 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         trainer = L.Trainer(
             max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
             precision=resolve_precision(str(cfg.trainer.precision), accelerator), logger=False,
-            callbacks=[telemetry, StopOnSignal(guard), *extra_callbacks], plugins=[io], log_every_n_steps=cfg.trainer.log_every_n_steps,
-            enable_progress_bar=False, deterministic=cfg.trainer.deterministic, enable_checkpointing=False,
+            callbacks=[Telemetry(sinks), StopOnSignal(guard), *extra_callbacks], plugins=[io],
+            log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=False, deterministic=cfg.trainer.deterministic, enable_checkpointing=False,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
     except Exception as e:  # Lightning rejecting trainer.* values (an accelerator this machine lacks, ...)
         raise ConfigError(f"trainer: {first_line(e)}") from None
-    return trainer, telemetry, watch, wandb
+    return trainer, watch, wandb
 
 
 class WandbRuns(WandbSink):
@@ -256,8 +255,8 @@ def check_writable(folder: str) -> None:
         raise ConfigError(f"output.dir: cannot write to {folder} ({e.strerror or e})") from None
 
 
-def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, telemetry: Telemetry,
-         watch: FailureWatch, guard: SignalGuard) -> None:
+def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer,
+         guard: SignalGuard) -> None:
     """trainer.fit, turning a signal into every picture's interrupted.png (and a checkpoint, at a step boundary)."""
     resumed = jobs[0].resume_step > 0
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
