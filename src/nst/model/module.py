@@ -306,7 +306,7 @@ class StyleTransferModule(L.LightningModule):
             self._check_health(step, first["loss"])
             if step == self.start_step == 0:
                 self.initial_loss.copy_(first["loss"])
-            self._record(step, scale, first)
+            self._record(step, first)
 
     @torch.no_grad()
     def _check_health(self, step: int, loss: torch.Tensor) -> None:
@@ -319,7 +319,7 @@ class StyleTransferModule(L.LightningModule):
         torch.where(self.alive[:, None, None, None], self.target, self.last_good, out=self.target.data)
         self.last_good.copy_(self.target)
 
-    def _record(self, step: int, scale: int, parts: dict[str, torch.Tensor]) -> None:
+    def _record(self, step: int, parts: dict[str, torch.Tensor]) -> None:
         rec = self.recording
         if rec.logged(step) or rec.shown(step):
             columns = [parts[k].float() for k in self.objective.part_names] + [self.evaluations]
