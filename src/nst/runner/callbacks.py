@@ -42,7 +42,6 @@ class WandbSink(Sink):
                  logged: Callable[[int], bool], scale_of: Callable[[int], int]):
         self.runs, self.renders, self.contents, self.styles = runs, renders, contents, styles
         self.logged, self.scale_of = logged, scale_of
-        self.alive = [True] * len(runs)
         self.queued: list[list[tuple[dict, int]]] = [[] for _ in runs]
 
     def send(self, b: int, data: dict, step: int, wait: bool = False) -> None:
@@ -77,8 +76,6 @@ class WandbSink(Sink):
         self.send(b, {"progress": wandb.Image(grid, caption=f"step {steps_done}: content | style | target")},
                   steps_done, wait)
 
-    def on_health(self, health) -> None:
-        self.alive = [h.alive for h in health]
 
 
 class SnapshotSink(Sink):
@@ -86,7 +83,6 @@ class SnapshotSink(Sink):
 
     def __init__(self, every: int, folders: list[str], renders: list[Render]):
         self.every, self.folders, self.renders = every, folders, renders
-        self.alive = [True] * len(folders)
 
     def on_image(self, steps_done: int, images: torch.Tensor) -> None:
         if steps_done % self.every:
@@ -95,8 +91,6 @@ class SnapshotSink(Sink):
             if self.alive[b]:
                 save_png(self.renders[b](images[b:b + 1]), os.path.join(folder, f"step_{steps_done:05d}.png"))
 
-    def on_health(self, health) -> None:
-        self.alive = [h.alive for h in health]
 
 
 def _mean_loss(parts: list[dict[str, float]], alive: list[bool]) -> float:
@@ -110,12 +104,11 @@ class ProgressBar(Sink):
     def __init__(self, label: str = "stylizing"):
         self.label = label
         self.bar = None
-        self.alive: list[bool] = []
         self.done = 0
 
     def on_start(self, trainer, module) -> None:
+        super().on_start(trainer, module)
         self.done = trainer.global_step
-        self.alive = [True] * module.batch_size
         self.bar = tqdm(total=trainer.max_steps, initial=self.done, desc=self.label, dynamic_ncols=True,
                         file=sys.stdout, leave=True, unit="step")
 
@@ -128,8 +121,6 @@ class ProgressBar(Sink):
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False)
 
-    def on_health(self, health) -> None:
-        self.alive = [h.alive for h in health]
 
     def on_end(self) -> None:
         if self.bar is not None:
@@ -146,20 +137,17 @@ class ProgressLines(Sink):
         self.label = f"{label}: " if label else ""
         self.start = 0.0
         self.total = 0
-        self.alive: list[bool] = []
 
     def on_start(self, trainer, module) -> None:
+        super().on_start(trainer, module)
         self.start = time.time()
         self.total = trainer.max_steps
-        self.alive = [True] * module.batch_size
 
     def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
         if self.shown(step):
             print(f"{self.label}step {step + 1}/{self.total}  loss {_mean_loss(parts, self.alive):.4g}  "
                   f"{time.time() - self.start:.1f} s", flush=True)
 
-    def on_health(self, health) -> None:
-        self.alive = [h.alive for h in health]
 
 
 def progress_sink(enabled: bool, shown: Callable[[int], bool], label: Optional[str]) -> Optional[Sink]:
@@ -179,14 +167,13 @@ class Convergence(Sink):
     def __init__(self, tolerance: float, patience: int, last_scale_from: int):
         self.tolerance, self.patience, self.start = tolerance, patience, last_scale_from
         self.history: list[list[tuple[int, float]]] = []
-        self.alive: list[bool] = []
         self.trainer = None
         self.met = False
 
     def on_start(self, trainer, module) -> None:
+        super().on_start(trainer, module)
         self.trainer = trainer
         self.history = [[] for _ in range(module.batch_size)]
-        self.alive = [True] * module.batch_size
 
     def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
         if step < self.start:
@@ -202,5 +189,3 @@ class Convergence(Sink):
         before = [value for s, value in seen if s <= step - self.patience]
         return bool(before) and before[-1] - loss < self.tolerance * abs(before[-1])
 
-    def on_health(self, health) -> None:
-        self.alive = [h.alive for h in health]

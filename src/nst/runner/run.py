@@ -163,14 +163,16 @@ class FailureWatch(Sink):
         self.trainer: Optional[L.Trainer] = None
 
     def on_start(self, trainer, module) -> None:
+        super().on_start(trainer, module)
         self.trainer = trainer
 
     def on_health(self, health: list[Health]) -> None:
+        super().on_health(health)
         self.health = health
-        if self.trainer is not None and not any(h.alive for h in health):
+        if self.trainer is not None and not any(self.alive):
             self.trainer.should_stop = True
 
-    def alive(self, b: int) -> bool:
+    def is_alive(self, b: int) -> bool:
         return self.health[b] is None or self.health[b].alive
 
 
@@ -192,7 +194,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
     progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
     if progress is not None:
         sinks.append(progress)
-    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.alive)
+    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive)
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     try:
@@ -217,6 +219,7 @@ class WandbRuns(WandbSink):
                          lambda step: module.schedule.sizes[module.schedule.scale_at(step)])
 
     def on_start(self, trainer, module) -> None:
+        super().on_start(trainer, module)
         self.runs = [job.run for job in self.jobs]
 
 
@@ -297,7 +300,7 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
     if any(job.error for job in jobs):
         return  # the whole batch failed in _fit
     seconds = module.optimize_seconds
-    alive = [watch.alive(b) for b in range(len(jobs))]
+    alive = [watch.is_alive(b) for b in range(len(jobs))]
     finals = module.evaluate() if any(alive) else []
     initial = module.initial_loss.tolist()
     evaluations = module.evaluations.tolist()

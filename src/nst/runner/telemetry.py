@@ -37,9 +37,13 @@ class Health:
 
 
 class Sink:
-    """What Telemetry hands out; each method is optional."""
+    """What Telemetry hands out; each method is optional. `alive` says which pictures are still being optimized,
+    as of the last transfer (a sink that overrides on_start or on_health calls the base's too)."""
 
-    def on_start(self, trainer: L.Trainer, module: StyleTransferModule) -> None: ...
+    alive: list[bool]
+
+    def on_start(self, trainer: L.Trainer, module: StyleTransferModule) -> None:
+        self.alive = [True] * module.batch_size
 
     def on_step(self, steps_done: int) -> None: ...
 
@@ -47,7 +51,8 @@ class Sink:
 
     def on_image(self, steps_done: int, images: torch.Tensor) -> None: ...
 
-    def on_health(self, health: list[Health]) -> None: ...
+    def on_health(self, health: list[Health]) -> None:
+        self.alive = [h.alive for h in health]
 
     def on_end(self) -> None: ...
 
