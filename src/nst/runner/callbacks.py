@@ -168,7 +168,6 @@ class Convergence(Sink):
         self.tolerance, self.patience, self.start = tolerance, patience, last_scale_from
         self.history: list[list[tuple[int, float]]] = []
         self.trainer = None
-        self.met = False
 
     def on_start(self, trainer, module) -> None:
         super().on_start(trainer, module)
@@ -181,7 +180,6 @@ class Convergence(Sink):
         for seen, values in zip(self.history, parts):
             seen.append((step, values["loss"]))
         if all(self._flat(seen) for seen, ok in zip(self.history, self.alive) if ok) and any(self.alive):
-            self.met = True
             self.trainer.should_stop = True
 
     def _flat(self, seen: list[tuple[int, float]]) -> bool:

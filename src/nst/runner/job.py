@@ -53,10 +53,6 @@ class Job:
     def dir(self) -> str:
         return self.cfg.output.dir
 
-    @property
-    def resuming(self) -> bool:
-        return self.resume_step > 0 or bool(self.cfg.resume)
-
     def sizes(self) -> tuple[tuple[int, int], ...]:
         """(height, width) at every scale: pictures with the same sizes can share a batch."""
         return tuple(fit_size(self.inputs.content.size, s)[::-1] for s in scale_sizes(self.cfg))

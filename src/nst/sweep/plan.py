@@ -19,12 +19,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import SweepConfig, validate
 from ..errors import ConfigError, first_line
+from ..runner import checkpoint
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 # Keys that do not change a pair's result: a pair made with other values of these is still complete.
 NOT_RESULT_KEYS = ("logger", "trainer.devices", "trainer.accelerator", "trainer.enable_progress_bar",
                    "trainer.cudnn_benchmark", "resume", "output.checkpoint")
-CHECKPOINT = "last.ckpt"  # what an interrupted run leaves (runner/run.py): the pair goes on from there
 
 
 
@@ -221,8 +221,8 @@ def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
         return "todo", f"settings changed ({diff})"
     if not missing:
         return "complete", "complete"
-    if "final.png" in missing and os.path.isfile(os.path.join(pair.dir, CHECKPOINT)):
-        return "resumable", f"interrupted earlier, resuming from {CHECKPOINT}"
+    if "final.png" in missing and os.path.isfile(checkpoint.path_in(pair.dir)):
+        return "resumable", f"interrupted earlier, resuming from {checkpoint.FILENAME}"
     return "todo", f"incomplete (no {', '.join(missing)})"
 
 
