@@ -153,3 +153,69 @@ def test_rejects_a_parameter_it_would_have_to_copy():
     opt = BatchLBFGS([x])
     with pytest.raises(RuntimeError, match="view"):
         opt.step(lambda: x.sum((1, 2)))
+
+
+# ---------------------------------------------------------------- resize: the history carried to a finer scale
+def smooth_problem(size: int, batch: int = 1) -> tuple[torch.Tensor, callable]:
+    """An ill-conditioned least-squares problem in a few smooth patterns, the same function of the picture at
+    every resolution (each term a mean over pixels): what coarse to fine relies on."""
+    gen = torch.Generator().manual_seed(3)
+    freqs = torch.randint(0, 4, (6, 2), generator=gen).double()
+    weights = torch.logspace(0, 3, 6, dtype=torch.float64)
+    goals = torch.randn(4, 6, generator=gen, dtype=torch.float64)[:batch]  # row b the same for any batch
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, size, dtype=torch.float64),
+                            torch.linspace(0, 1, size, dtype=torch.float64), indexing="ij")
+    patterns = torch.stack([torch.cos(torch.pi * (fy * ys + fx * xs)) for fy, fx in freqs])  # [6, H, W]
+
+    def loss(x: torch.Tensor) -> torch.Tensor:  # x: [B, 1, H, W]
+        proj = (x[:, 0, None] * patterns).mean((-2, -1))  # [B, 6]
+        return (weights * (proj - goals) ** 2).sum(1) + 1e-3 * x.square().mean((1, 2, 3))
+
+    return torch.zeros(batch, 1, size, size, dtype=torch.float64), loss
+
+
+def fine_losses(resize: bool, batch: int = 1, coarse_steps: int = 12, fine_steps: int = 4) -> torch.Tensor:
+    x, coarse = smooth_problem(8, batch)
+    p = torch.nn.Parameter(x)
+    opt = BatchLBFGS([p], history_size=10)
+
+    def closure_for(loss_fn):
+        def closure():
+            opt.zero_grad()
+            value = loss_fn(p)
+            value.sum().backward()
+            return value.detach()
+        return closure
+
+    for _ in range(coarse_steps):
+        opt.step(closure_for(coarse))
+    old_shape = p.shape
+    with torch.no_grad():
+        p.data = torch.nn.functional.interpolate(p.data, size=(16, 16), mode="bilinear", align_corners=False)
+    opt.resize(old_shape) if resize else opt.reset()
+    _, fine = smooth_problem(16, batch)
+    trail = []
+    for _ in range(fine_steps):
+        trail.append(opt.step(closure_for(fine)))
+    return torch.stack(trail + [fine(p).detach()])
+
+
+def test_resize_carries_the_curvature_to_the_finer_scale():
+    carried, restarted = fine_losses(resize=True), fine_losses(resize=False)
+    assert torch.isfinite(carried).all()
+    # the carried history knows the problem: its first fine step goes most of the way, a fresh start's creeps
+    assert carried[1, 0] < 0.1 * restarted[1, 0], (carried[:, 0], restarted[:, 0])
+    assert carried[-1, 0] < restarted[-1, 0]
+
+
+def test_resize_keeps_each_image_its_own_problem():
+    together = fine_losses(resize=True, batch=3)
+    alone = fine_losses(resize=True, batch=1)
+    torch.testing.assert_close(together[:, 0], alone[:, 0], rtol=1e-9, atol=1e-12)
+
+
+def test_resize_without_a_history_is_a_fresh_start():
+    p = torch.nn.Parameter(torch.zeros(1, 1, 4, 4))
+    opt = BatchLBFGS([p])
+    opt.resize((1, 1, 2, 2))  # before any step
+    assert not opt.state

@@ -69,6 +69,8 @@ class OptimConfig:
     # lbfgs: evaluations the first step of each scale may spend on its strong-Wolfe line search. 1: try torch's
     # first step length and keep it if the loss falls (what torch.optim.LBFGS does with max_iter=1).
     line_search_evals: int = 1
+    # lbfgs: at a new scale, keep the curvature pairs (upsampled with the image) instead of starting over
+    carry_history: bool = True
 
 
 @dataclass

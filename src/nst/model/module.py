@@ -3,8 +3,8 @@
 One module makes B pictures at once (B = 1 for `train.py`). Row b of the target has its own content, styles,
 loss normalisers and (with L-BFGS) its own curvature pairs and step lengths, so a picture comes out the same
 alone or in a batch. Coarse to fine: at each new scale the target is upsampled in place, the content and style
-targets are recomputed at the new size, and the optimizer state is carried (Adam) or restarted (L-BFGS, whose
-history belongs to the old size).
+targets are recomputed at the new size, and the optimizer state is upsampled with it (Adam's moments, L-BFGS's
+curvature pairs; `optim.carry_history=false` restarts L-BFGS instead).
 
 A step never reads a number back from the device (on a GPU that would wait for all queued work). The loss
 parts of the steps that are logged or shown, and the pictures' health (a NaN or Inf loss or image), are kept
@@ -77,7 +77,8 @@ class OptimizerSettings:
     name: str = "lbfgs"  # lbfgs | adam
     lr: float = 1.0
     history: int = 50  # L-BFGS memory
-    line_search_evals: int = 1  # L-BFGS: evaluations a scale's first step may spend on its line search
+    line_search_evals: int = 1  # L-BFGS: evaluations a first step may spend on its line search
+    carry_history: bool = True  # L-BFGS: a new scale upsamples the curvature pairs instead of dropping them
 
 
 @dataclass
@@ -234,21 +235,23 @@ class StyleTransferModule(L.LightningModule):
         """Upsample the target to this scale, recompute targets, carry or restart the optimizer state."""
         h, w = self.size_hw(scale)
         if tuple(self.target.shape[-2:]) != (h, w):
+            old_shape = self.target.shape
             with torch.no_grad():
                 up = F.interpolate(self.target.data, size=(h, w), mode="bicubic", align_corners=False)
                 self.target.data = up.clamp(0, 1).contiguous()
-            self._resize_optimizer_state(h, w)
+            self._resize_optimizer_state(old_shape)
         self.compute_targets(scale)
         self.scale_index = scale
         self.last_good = self.target.detach().clone()
 
-    def _resize_optimizer_state(self, h: int, w: int) -> None:
+    def _resize_optimizer_state(self, old_shape: torch.Size) -> None:
         if self._trainer is None:
             return
         opt = self.optimizers().optimizer
         if isinstance(opt, BatchLBFGS):
-            opt.reset()  # curvature pairs of another size are meaningless
+            opt.resize(old_shape) if self.optim.carry_history else opt.reset()
             return
+        h, w = self.target.shape[-2:]
         for state in opt.state.values():  # Adam: upsample the moments (crowsonkb's carry-over)
             for key in ("exp_avg", "exp_avg_sq"):
                 if key in state:
@@ -268,9 +271,9 @@ class StyleTransferModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.optim
         if o.name == "lbfgs":
-            # One iteration per step: we run the steps the user asked for. Each picture's first step of a scale
-            # searches along the gradient (torch's first-step length, min(1, 1/|g|_1) * lr, is tiny for 10^5..10^6
-            # pixels); after it, unit steps need one evaluation each.
+            # One iteration per step: we run the steps the user asked for. Each picture's first step searches
+            # along the gradient (torch's first-step length, min(1, 1/|g|_1) * lr, is tiny for 10^5..10^6
+            # pixels); after it, unit steps need one evaluation each, at later scales too (resize).
             return BatchLBFGS([self.target], lr=o.lr, history_size=o.history, line_search_evals=o.line_search_evals)
         return torch.optim.Adam([self.target], lr=o.lr)
 

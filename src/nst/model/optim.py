@@ -21,12 +21,17 @@ It follows torch.optim.LBFGS with max_iter=1 (one iteration per step) and tolera
 - a later step: (s, y) = (t d, g - g_prev) joins the history if s.y > 1e-10, d = -H g, t = lr, and no further
   evaluation;
 - an image whose direction is not a descent direction (g.d > 0) does not move in that step.
+`resize(old_shape)` after the parameter was upsampled (the next scale of a coarse-to-fine run) keeps the history
+instead of starting over: each pair is upsampled with the image, and its y divided by the area ratio (a loss that
+is about the same for an image and its upsampled copy has a gradient that much smaller per pixel). The first step
+at the new size is then a quasi-Newton step in the directions the coarse scale learnt (`make bench-schedule`).
 `step(closure)` needs a closure that returns the per-image losses [B] and leaves their gradient in `.grad`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 C1, C2 = 1e-4, 0.9  # strong-Wolfe constants (torch's)
 CURVATURE_EPS = 1e-10  # a pair with s.y at or below this is not kept (torch's)
@@ -51,8 +56,42 @@ class BatchLBFGS(torch.optim.Optimizer):
         self.last_evaluations: torch.Tensor | None = None  # per image, in the last step
 
     def reset(self) -> None:
-        """Forget the history (the parameter changed size, say): the next step is a first step again."""
+        """Forget the history: the next step is a first step again."""
         self.state.clear()
+
+    @torch.no_grad()
+    def resize(self, old_shape: torch.Size | tuple[int, ...]) -> None:
+        """The [B, C, h, w] parameter is now [B, C, H, W], upsampled: carry each image's curvature pairs over.
+
+        s is upsampled bilinearly and y too, divided by the area ratio r; h_diag (s.y / y.y) grows by r. A pair
+        whose s.y is no longer above CURVATURE_EPS is dropped. The next step adds no pair (its previous
+        gradient was of the old size) and takes a unit quasi-Newton step.
+        """
+        p = self.param_groups[0]["params"][0]
+        state = self.state.get(p)
+        if not state or "hist" not in state or state["n_iter"] < 2 or len(old_shape) != 4 or p.dim() != 4:
+            self.reset()
+            return
+        hist = state["hist"]
+        b, _, m, _ = hist.shape
+        c, h, w = old_shape[1:]
+        big_h, big_w = p.shape[-2:]
+        ratio = (big_h * big_w) / (h * w)
+        pairs = F.interpolate(hist.view(b * 2 * m, c, h, w), size=(big_h, big_w), mode="bilinear",
+                              align_corners=False).view(b, 2, m, -1)
+        del hist, state["hist"]  # the old ring goes before the new products need memory
+        pairs[:, 1] /= ratio
+        sy = torch.bmm(pairs[:, 0], pairs[:, 1].transpose(1, 2))
+        keep = state["valid"] & (torch.diagonal(sy, dim1=1, dim2=2) > CURVATURE_EPS)
+        pairs.mul_(keep[:, None, :, None])
+        both = keep[:, :, None] & keep[:, None, :]
+        state["hist"] = pairs
+        state["sy"] = sy * both
+        state["yy"] = torch.bmm(pairs[:, 1], pairs[:, 1].transpose(1, 2))
+        state["valid"] = keep
+        state["h_diag"] = state["h_diag"] * ratio
+        state["prev_g"] = pairs.new_zeros(b, pairs.shape[-1])
+        state["resized"] = True
 
     @torch.no_grad()
     def step(self, closure):
@@ -79,7 +118,8 @@ class BatchLBFGS(torch.optim.Optimizer):
             d = g.neg()
             t = g.abs().sum(1).reciprocal().clamp(max=1.0) * group["lr"]
         else:
-            self._remember(state, g)
+            if not state.pop("resized", False):  # no (s, y) across a resize: the last g was of another size
+                self._remember(state, g)
             d = self._inverse_hessian_times(state, g).neg_()
             t = torch.full_like(state["t"], group["lr"])
         state["prev_g"].copy_(g)

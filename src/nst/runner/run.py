@@ -126,7 +126,8 @@ def build_module(jobs: list[Job]) -> StyleTransferModule:
     total = sum(lw) or 1.0
     objective = Objective(content_layers, style_layers, [w / total for w in lw], cfg.loss.content_weight,
                           cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize)
-    optimizer = OptimizerSettings(cfg.optim.name, cfg.optim.lr, cfg.optim.history, cfg.optim.line_search_evals)
+    optimizer = OptimizerSettings(cfg.optim.name, cfg.optim.lr, cfg.optim.history, cfg.optim.line_search_evals,
+                                  cfg.optim.carry_history)
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
                           image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
                           save_every=cfg.output.save_every)
