@@ -15,6 +15,7 @@ the host learns of it at the next transfer and fails that picture alone.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -139,6 +140,7 @@ class StyleTransferModule(L.LightningModule):
         self.records: list[tuple[int, torch.Tensor]] = []  # (step, [B, parts + 1]) awaiting transfer
         self.snapshots: list[tuple[int, torch.Tensor]] = []  # (steps done, [B, 3, H, W]) awaiting transfer
         self.scale_index = -1  # no targets computed yet
+        self.targets_at = -1  # the scale of the content and style targets
         self.start_step = 0  # > 0 when resumed
         self.seconds_before = 0.0  # optimization time of the runs this one resumes
         self.fit_start: float | None = None
@@ -175,7 +177,14 @@ class StyleTransferModule(L.LightningModule):
 
     @torch.no_grad()
     def compute_targets(self, scale: int) -> None:
-        """Content features and blended style Grams of every picture at this scale, in the training precision."""
+        """Content features and blended style Grams of every picture at this scale: in the training precision at
+        the coarse scales, in float32 at the last one, so that the final float32 evaluation reuses them."""
+        last = scale == len(self.schedule.sizes) - 1
+        with torch.autocast(self.device.type, enabled=False) if last else contextlib.nullcontext():
+            self._compute_targets(scale)
+        self.targets_at = scale
+
+    def _compute_targets(self, scale: int) -> None:
         obj = self.objective
         content_feats = self.extractor(self.content_at(scale), obj.content_layers)
         self.content_targets = {k: v.float() for k, v in content_feats.items()}
@@ -373,12 +382,14 @@ class StyleTransferModule(L.LightningModule):
     def evaluate(self, image: torch.Tensor | None = None) -> list[dict[str, float]]:
         """Float32 loss parts of each picture (default: the target) at the last scale, against float32 targets.
 
-        Reduced-precision training computes its targets in that precision; recomputing them here makes final
-        numbers comparable across precisions and with other tools' images.
+        The last scale's targets are float32 in any training precision (compute_targets), so final numbers are
+        comparable across precisions and with other tools' images; a run that stopped before the last scale
+        computes them here.
         """
         image = self.target if image is None else image
         with torch.autocast(self.device.type, enabled=False):
-            self.compute_targets(len(self.schedule.sizes) - 1)
+            if self.targets_at != len(self.schedule.sizes) - 1:
+                self.compute_targets(len(self.schedule.sizes) - 1)
             _, parts = self.losses(image.float())
         names = list(parts)
         rows = torch.stack([parts[k] for k in names], 1).tolist()
