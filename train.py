@@ -10,7 +10,7 @@ a one-line message.
 
 import sys
 
-from nst.cli import main
+from nst.cli import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

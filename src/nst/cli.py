@@ -4,7 +4,10 @@ wrong into a line on stderr and an exit status (errors.exit_line)."""
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from typing import NoReturn
 
 from .errors import ConfigError, exit_line
 
@@ -59,3 +62,19 @@ def main(argv: list[str]) -> int:
           f"loss {m['loss']:.4g} (content {m['content_loss']:.4g}, style {m['style_loss']:.4g}), "
           f"{m['steps']} steps, {m['evaluations']} evaluations")
     return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a finished command without Python's interpreter teardown, which frees every module of torch and
+    Lightning one by one: about 0.8 s on two cores, after every output is already written and closed.
+
+    W&B's service is shut down first, as its atexit hook would; then the logs and streams are flushed. Only for
+    a command's last line: nothing after it runs.
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
