@@ -55,10 +55,13 @@ def test_bench_gpu_writes_its_report_and_log_as_it_goes(tmp_path):
 def test_bench_schedule_runs_candidates_side_by_side_and_plots_them(tmp_path):
     out = tmp_path / "schedule.json"
     proc = subprocess.run([sys.executable, "-m", "nst.bench.schedule", "--size", "64", "--only", "classic",
-                           "classic-120", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                           "x2-40-140", "--classic-steps", "30", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     rows = {r["name"]: r for r in report["rows"]}
-    assert rows["classic"]["steps"] == 200 and rows["classic-120"]["steps"] == 120
+    assert rows["classic"]["steps"] == 30 and rows["x2-40-140"]["steps"] == 140
+    assert report["size"] == 64 and rows["classic"]["size"] == [48, 64]
+    assert report["import_seconds"]["torch"] > 0 and report["import_seconds"]["lightning"] > 0
+    assert all(r["wall_seconds"] > r["total_seconds"] >= r["seconds"] for r in rows.values())
     assert all(r["seconds"] > 0 and r["loss"] > 0 for r in rows.values())
     assert (tmp_path / "schedule.png").stat().st_size > 5000 and (tmp_path / "schedule_classic.png").exists()

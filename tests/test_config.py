@@ -56,15 +56,18 @@ def test_missing_config_file_and_bad_yaml(tmp_path):
 
 
 def test_scales_run_coarse_to_fine_and_share_the_steps():
-    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=400"])
+    sqrt2 = "scales.factor=1.4142135623730951"
+    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=400", sqrt2])
     assert scale_sizes(cfg) == [128, 181, 256, 362, 512]
     assert steps_per_scale(cfg) == [50, 50, 50, 50, 200]
     # Fewer steps: the coarse scales give way, the full size keeps at least 40%.
-    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=100"])
+    cfg = load_config(None, ["data.size=512", "scales.min=128", "scales.steps=50", "trainer.max_steps=100", sqrt2])
     assert steps_per_scale(cfg) == [15, 15, 15, 15, 40]
-    assert steps_per_scale(load_config(None, ["data.size=128"])) == [200]  # data.size <= scales.min: one scale
+    assert steps_per_scale(load_config(None, ["data.size=128"])) == [150]  # data.size <= scales.min: one scale
     with pytest.raises(ConfigError, match="trainer.max_steps: 3 steps are too few for 5 scales"):
-        steps_per_scale(load_config(None, ["data.size=512", "scales.min=128", "trainer.max_steps=3"]))
+        steps_per_scale(load_config(None, ["data.size=512", "scales.min=128", "trainer.max_steps=3", sqrt2]))
+    default = load_config(None, [])  # the showcase's schedule: 192 -> 384 px, 60 + 90 steps
+    assert scale_sizes(default) == [192, 384] and steps_per_scale(default) == [60, 90]
 
 
 def test_train_py_refuses_a_sweep_config_instead_of_ignoring_its_pairs(capsys):

@@ -65,7 +65,7 @@ class LossConfig:
 class OptimConfig:
     name: str = "lbfgs"  # lbfgs | adam
     lr: float = 1.0  # lbfgs: step scale (1 is right); adam: pixel step, 0.02 is a good start
-    history: int = 50  # lbfgs memory
+    history: int = 20  # lbfgs memory: 2 x history image-sized vectors, read twice per step
     # lbfgs: evaluations the first step of each scale may spend on its strong-Wolfe line search. 1: try torch's
     # first step length and keep it if the loss falls (what torch.optim.LBFGS does with max_iter=1).
     line_search_evals: int = 1
@@ -77,7 +77,7 @@ class OptimConfig:
 class ScalesConfig:
     """Coarse to fine: optimize at small sizes first (faster, and larger brush strokes). min=0: one scale."""
     min: int = 192  # smallest longest side; no coarse scales when data.size <= min
-    factor: float = math.sqrt(2.0)  # ratio between consecutive scales
+    factor: float = 2.0  # ratio between consecutive scales
     steps: int = 60  # steps at each scale below the last (at most 60% of trainer.max_steps in all)
 
 
@@ -89,7 +89,7 @@ class ColorConfig:
 @dataclass
 class TrainerConfig:
     """Passed to lightning.Trainer."""
-    max_steps: int = 200  # in all scales together
+    max_steps: int = 150  # in all scales together
     accelerator: str = "auto"
     devices: Any = 1
     precision: str = "auto"  # auto: bf16-mixed where the hardware is fast at it, else 32
