@@ -5,10 +5,9 @@ one after another in fresh processes; its optimization seconds and final float32
 metrics.json, and its work in full-size passes (steps weighted by their scale's pixels) from its config. Writes
 a table (outputs/bench_schedule.json) and plots of final loss against seconds (outputs/bench_schedule.png) and
 against passes (outputs/bench_schedule_passes.png), side by side in one run; with `--repeat N`, N rounds of
-all candidates and each one's fastest round (on a shared machine the same run varies by 10 to 30%; losses are
-the same in every round). `classic` is the
-schedule the default had before this study (configs/classic.yaml): 60 steps at each scale of a sqrt(2) ladder
-and L-BFGS restarted at each scale.
+all candidates and each one's fastest round (on a shared machine the same command's time varies by up to 40%;
+losses are the same in every round). `classic` is the schedule the default had before this study
+(configs/classic.yaml): 60 steps at each scale of a sqrt(2) ladder, history 50, L-BFGS restarted at each scale.
 
     python -m nst.bench.schedule --repeat 2                        # the candidates below, tubingen + starry_night
     python -m nst.bench.schedule --pair assets/hoovertowernight.jpg assets/shipwreck.jpg --only classic default
@@ -39,7 +38,8 @@ CLASSIC = ["scales.factor=1.4142135623730951", "scales.steps=60", "optim.history
 CANDIDATES = {
     "classic": CLASSIC,
     "default": [],
-    "classic+carry": [*CLASSIC[:3], "trainer.tolerance=0", "trainer.max_steps=200"],
+    "classic+carry": ["scales.factor=1.4142135623730951", "scales.steps=60", "optim.history=50",
+                      "trainer.tolerance=0", "trainer.max_steps=200"],
     "x2-40-140": ["scales.steps=40", "trainer.max_steps=140"],
     "x2-60-160": ["trainer.max_steps=160"],
     "x2-80-180": ["scales.steps=80", "trainer.max_steps=180"],
@@ -112,7 +112,8 @@ def plot(rows: list[dict], path: str, title: str, x_key: str = "seconds") -> Non
     font = ImageFont.load_default(size=13)
     xs, ys = [r[x_key] for r in rows], [r["loss"] for r in rows]
     x0, x1 = min(xs) - 0.15 * (max(xs) - min(xs) + 1), max(xs) + 0.35 * (max(xs) - min(xs) + 1)
-    y0, y1 = min(ys) - 0.1 * (max(ys) - min(ys)), max(ys) + 0.1 * (max(ys) - min(ys))
+    y_span = max(max(ys) - min(ys), 1e-3 * max(ys))  # one candidate, or equal losses: still a range
+    y0, y1 = min(ys) - 0.1 * y_span, max(ys) + 0.1 * y_span
 
     def at(x: float, y: float) -> tuple[float, float]:
         return pad + (x - x0) / (x1 - x0) * (w - 2 * pad), h - pad - (y - y0) / (y1 - y0) * (h - 2 * pad)
@@ -133,11 +134,10 @@ def plot(rows: list[dict], path: str, title: str, x_key: str = "seconds") -> Non
     rows = sorted(rows, key=lambda r: ahead.get(r["name"], 0))
     points = [at(r[x_key], r["loss"]) for r in rows]
     taken = [(px - 6, py - 6, px + 6, py + 6) for px, py in points]  # boxes labels must not cover
-    for r, (px, py) in zip(rows, points):
-        color = (200, 40, 40) if r["name"] == "default" else (40, 80, 200) if r["name"] == "classic" else (90, 90, 90)
+    colors = [{"default": (200, 40, 40), "classic": (40, 80, 200)}.get(r["name"], (90, 90, 90)) for r in rows]
+    for color, (px, py) in zip(colors, points):
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=color)
-    for r, (px, py) in zip(rows, points):  # each label at the first free place near its point
-        color = (200, 40, 40) if r["name"] == "default" else (40, 80, 200) if r["name"] == "classic" else (90, 90, 90)
+    for r, color, (px, py) in zip(rows, colors, points):  # each label at the first free place near its point
         width = draw.textlength(r["name"], font=font)
         for dy in (0, -15, 15, -30, 30, -45, 45, -60, 60, -75, 75):
             for side in (1, -1):
@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds of all candidates; each candidate's seconds are its fastest round's")
     p.add_argument("--out", default="outputs/bench_schedule.json")
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     device = describe_device()
     print(f"schedules on {device}: {args.pair[0]} + {args.pair[1]}, {args.config}"
           f"{f' at {args.size} px' if args.size else ''}")
