@@ -245,3 +245,15 @@ def test_rank_and_world_size_from_torchrun_slurm_or_nothing():
                       "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "x"}) == Dist(3, 4, 1, 2, "slurm")
     # an interactive allocation (salloc bash) is not a launch of several tasks
     assert dist_info({"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_JOB_NAME": "bash"}) == Dist()
+
+
+def test_a_process_knows_when_it_was_created_not_when_its_imports_ended():
+    """A pair counts as done in this launch when it finished after the process started, so the other ranks'
+    first pairs are not taken for results of an earlier launch when one rank's imports are slow."""
+    code = ("import time; t = time.time(); import torch; after = time.time()\n"
+            "from nst.sweep.processes import process_start_time\n"
+            "print(t - process_start_time(), after - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}).stdout.split()
+    before_first_line, import_seconds = float(out[0]), float(out[1])
+    assert 0 <= before_first_line < 30 and import_seconds > 0.1

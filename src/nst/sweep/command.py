@@ -18,7 +18,8 @@ from . import claims
 from .batch import run_share, say
 from .claims import Heartbeat
 from .plan import Pair, plan, sweep_name
-from .processes import Dist, die_with_launcher, dist_info, independent_process_logging, pick_device
+from .processes import (Dist, die_with_launcher, dist_info, independent_process_logging, pick_device,
+                        process_start_time)
 from .report import Result, finalize
 
 SUMMARY_CLAIM = ".summary.claim"  # held while one process writes the summary
@@ -45,7 +46,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if d.rank == 0:
             print(line, file=sys.stderr)
         return status
-    since = time.time()
+    since = process_start_time()  # not after the imports: they take a different time in every process
     independent_process_logging()
     die_with_launcher(d)
     device = pick_device(cfg, d)

@@ -12,6 +12,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -38,6 +39,20 @@ class Dist:
     local_rank: int = 0
     local_world_size: int = 1
     launcher: str = "none"  # torchrun | slurm | none
+
+
+def process_start_time() -> float:
+    """When this process was created (wall clock, Linux; elsewhere: now). The processes of one launch are created
+    within moments of each other however long each one's imports take, so a pair finished after this time was
+    computed by this launch and not found complete from an earlier one."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # from field 3 on: the command name may hold spaces
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        return min(time.time(), boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: start, in ticks
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
 
 
 def dist_info(env: Optional[dict] = None) -> Dist:
