@@ -139,8 +139,7 @@ class StyleTransferModule(L.LightningModule):
             self.register_buffer(name, value, persistent=False)
         self.records: list[tuple[int, torch.Tensor]] = []  # (step, [B, parts + 1]) awaiting transfer
         self.snapshots: list[tuple[int, torch.Tensor]] = []  # (steps done, [B, 3, H, W]) awaiting transfer
-        self.scale_index = -1  # no targets computed yet
-        self.targets_at = -1  # the scale of the content and style targets
+        self.scale_index = -1  # the scale of the content and style targets (-1: none computed yet)
         self.start_step = 0  # > 0 when resumed
         self.seconds_before = 0.0  # optimization time of the runs this one resumes
         self.fit_start: float | None = None
@@ -182,7 +181,7 @@ class StyleTransferModule(L.LightningModule):
         last = scale == len(self.schedule.sizes) - 1
         with torch.autocast(self.device.type, enabled=False) if last else contextlib.nullcontext():
             self._compute_targets(scale)
-        self.targets_at = scale
+        self.scale_index = scale
 
     def _compute_targets(self, scale: int) -> None:
         obj = self.objective
@@ -250,7 +249,6 @@ class StyleTransferModule(L.LightningModule):
                 self.target.data = up.clamp(0, 1).contiguous()
             self._resize_optimizer_state(old_shape)
         self.compute_targets(scale)
-        self.scale_index = scale
         self.last_good = self.target.detach().clone()
 
     def _resize_optimizer_state(self, old_shape: torch.Size) -> None:
@@ -388,7 +386,7 @@ class StyleTransferModule(L.LightningModule):
         """
         image = self.target if image is None else image
         with torch.autocast(self.device.type, enabled=False):
-            if self.targets_at != len(self.schedule.sizes) - 1:
+            if self.scale_index != len(self.schedule.sizes) - 1:
                 self.compute_targets(len(self.schedule.sizes) - 1)
             _, parts = self.losses(image.float())
         names = list(parts)
