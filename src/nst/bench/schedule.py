@@ -178,23 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'candidate':>18} {'seconds':>8} {'loss':>7} {'vs classic s':>12} {'vs classic loss':>15} {'steps':>5} "
           f"{'passes':>6} {'wall - seconds':>14}", flush=True)
     best: dict[str, dict] = {}  # each candidate's fastest round
+    seconds: dict[str, list[float]] = {}  # and the seconds of every round
     with tempfile.TemporaryDirectory() as work:
         for round_ in range(args.repeat):
             if args.repeat > 1:
                 print(f"round {round_ + 1} of {args.repeat}", flush=True)
             for name in args.only or list(CANDIDATES):
                 r = run_one(name, CANDIDATES[name], args, os.path.join(work, str(round_)))
-                r["seconds_each"] = best.get(name, {}).get("seconds_each", []) + [r["seconds"]]
+                seconds.setdefault(name, []).append(r["seconds"])
                 if name not in best or r["seconds"] < best[name]["seconds"]:
                     best[name] = r
-                else:
-                    best[name]["seconds_each"] = r["seconds_each"]
                 base = best.get("classic")
                 ratio_s = f"{r['seconds'] / base['seconds']:.2f}" if base else "-"
                 ratio_l = f"{r['loss'] / base['loss']:.3f}" if base else "-"
                 print(f"{name:>18} {r['seconds']:>8.1f} {r['loss']:>7.4f} {ratio_s:>12} {ratio_l:>15} "
                       f"{r['steps']:>5} {r['passes']:>6.1f} {r['overhead_seconds']:>14.1f} {r['stopped']}", flush=True)
-        rows = list(best.values())
+        rows = [{**r, "seconds_each": seconds[r["name"]]} for r in best.values()]
         stem = os.path.splitext(args.out)[0]
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         for r in rows:  # the pictures, to look at side by side
