@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .precision import current_autocast, exact_float32, no_autocast
+
 C1, C2 = 1e-4, 0.9  # strong-Wolfe constants (torch's)
 CURVATURE_EPS = 1e-10  # a pair with s.y at or below this is not kept (torch's)
 BRACKET_EPS = 1e-9  # a bracket narrower than this (times max |d|) ends the line search (torch's tolerance_change)
@@ -100,10 +102,13 @@ class BatchLBFGS(torch.optim.Optimizer):
         device = p.device.type
         # The step may run inside the training precision's autocast (Lightning's bf16-mixed wraps the whole
         # training step). Only the closure belongs there: the optimizer's own products are float32.
-        precision = torch.autocast(device, dtype=torch.get_autocast_dtype(device),
-                                   enabled=torch.is_autocast_enabled(device))
-        with torch.autocast(device, enabled=False):
-            return self._step(group, p, _in(precision, torch.enable_grad()(closure)))
+        # Likewise TF32: the closure runs with the run's setting, the optimizer's products in exact float32.
+        precision = current_autocast(device)
+        with no_autocast(device), exact_float32() as exact:
+            def in_run_settings():
+                with precision, exact.outer(), torch.enable_grad():
+                    return closure()
+            return self._step(group, p, in_run_settings)
 
     def _step(self, group: dict, p: torch.Tensor, closure):
         flat = p.view(p.shape[0], -1)  # fails loudly for a non-contiguous parameter instead of copying
@@ -294,14 +299,6 @@ class BatchLBFGS(torch.optim.Optimizer):
             evaluations = evaluations + searching
             extra = extra + searching
         return lo_t, evaluations
-
-
-def _in(context, fn):
-    """`fn` called inside `context` (re-entered each call)."""
-    def wrapped():
-        with context:
-            return fn()
-    return wrapped
 
 
 def _pick(mask: torch.Tensor, a: tuple, b: tuple) -> tuple:

@@ -17,6 +17,7 @@ from torch import nn
 from torch.hub import get_dir, load_state_dict_from_url
 
 from ..errors import ConfigError, first_line
+from .precision import compute_dtype, no_autocast
 
 # (block, index within block, in channels, out channels) for the 16 convolutions of VGG19.
 CONVS = [
@@ -101,11 +102,11 @@ class VGG19Features(nn.Module):
         if last >= len(self.layers):
             raise ValueError(f"layer {LAYERS[last]} is beyond this extractor (built up to {self.layers[-1]})")
         device_type = image.device.type
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else torch.float32
+        dtype = compute_dtype(device_type)
         params = self._weights(dtype)
         x = self.normalize(image.float()).to(dtype).contiguous(memory_format=torch.channels_last)
         out = {}
-        with torch.autocast(device_type, enabled=False):
+        with no_autocast(device_type):
             for name in LAYERS[: last + 1]:
                 x = F.conv2d(x, params[f"{name}_w"], params[f"{name}_b"], padding=1)
                 pool = name in _LAST_IN_BLOCK and name != LAYERS[last]

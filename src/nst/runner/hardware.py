@@ -10,6 +10,8 @@ import sys
 
 import torch
 
+from ..model.precision import allow_tf32
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 
@@ -28,15 +30,24 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def gpu_has_native_bf16() -> bool:
+    """Ampere and later. torch.cuda.is_bf16_supported() alone also says yes where bf16 is emulated (V100, T4),
+    several times slower than float32 there."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch without the argument
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     """`auto` -> bf16-mixed where bf16 is fast (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), else 32-true.
 
     Gram matrices and losses always run in float32 whatever this returns (see losses.py).
     """
     if precision != "auto":
-        return {"32": "32-true", "64": "64-true"}.get(precision, precision)
+        return {"32": "32-true"}.get(precision, precision)
     if accelerator in ("gpu", "cuda"):
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
+        return "bf16-mixed" if torch.cuda.is_available() and gpu_has_native_bf16() else "32-true"
     if accelerator == "cpu":
         return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
     return "32-true"
@@ -89,7 +100,8 @@ def reuse_freed_memory(enabled: bool = True):
 
 
 def tune_backends(accelerator: str, cudnn_benchmark: bool = False) -> None:
+    """On a GPU: cuDNN autotuning as configured, and TF32 for the float32 training passes (the optimizer's own
+    products and the final evaluation turn it off: model/precision.py)."""
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = cudnn_benchmark
-        torch.set_float32_matmul_precision("high")  # TF32 for float32 products (and Lightning's hint stays quiet)
-        torch.backends.cudnn.allow_tf32 = True
+        allow_tf32()
