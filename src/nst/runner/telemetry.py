@@ -2,8 +2,8 @@
 
 The module keeps the loss parts of the steps someone will look at (W&B, progress) and copies of the images
 wanted (W&B grids, snapshots) on the device, with each picture's health. Now and then (every tenth of the run,
-at an image, after `flush_seconds`, at the end) Telemetry moves all numbers recorded since the last time in one
-transfer. On a GPU the copy goes to pinned memory without blocking and is read once its event has passed, so
+at an image, after `flush_seconds` if set, at the end) Telemetry moves all numbers recorded since the last time
+in one transfer. On a GPU the copy goes to pinned memory without blocking and is read once its event has passed, so
 the device never waits for the host; on the CPU it is read at once. The sinks then see the numbers in step
 order: W&B runs, progress display, snapshot files, and the runner's watch on failed pictures.
 """
@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 
-from ..model.module import StyleTransferModule
+from typing import Optional
+
+from ..model.module import STATUS_FIELDS, StyleTransferModule
 
 FLUSH_SECONDS = 2.0  # at most this long between transfers, so W&B and a slow progress display stay current
 
@@ -58,7 +61,10 @@ class Sink:
 
 
 class _Transfer:
-    """A device-to-host copy in flight: pinned memory and an event on a GPU, nothing to wait for on a CPU."""
+    """A device-to-host copy in flight: pinned memory and an event on a GPU, nothing to wait for on a CPU.
+
+    The copy is registered as a host copy (`is_host_copy`), so that counting tools (nst.bench.counts) can tell
+    a read of it, which never waits for the device, from a read of a device tensor."""
 
     def __init__(self, tensor: torch.Tensor):
         self.event = None
@@ -68,7 +74,8 @@ class _Transfer:
             self.event = torch.cuda.Event()
             self.event.record()
         else:
-            self.host = tensor
+            self.host = tensor  # already in host memory (and a fresh tensor, which no later step writes to)
+        _HOST_COPIES[id(self.host)] = self.host
 
     def ready(self) -> bool:
         return self.event is None or self.event.query()
@@ -79,16 +86,27 @@ class _Transfer:
         return self.host
 
 
+_HOST_COPIES: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
+
+
+def is_host_copy(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a transfer's host copy (reading it waits for nothing on any device)."""
+    return _HOST_COPIES.get(id(tensor)) is tensor
+
+
 @dataclass
 class _Batch:
     steps: list[int]  # the recorded steps, in order
-    names: list[str]  # the columns of a record (loss parts, then evaluations)
+    names: list[str]  # the columns of a record (StyleTransferModule.record_names)
     pictures: int
-    numbers: _Transfer  # [steps x pictures x names] then [pictures x STATUS]
+    numbers: _Transfer  # [steps x pictures x names] then [pictures x STATUS_FIELDS]
     images: list[tuple[int, _Transfer]]  # (steps done, [pictures, 3, H, W])
 
 
-STATUS = 4  # columns of StyleTransferModule.status()
+def rows(values: list[float], names: list[str], pictures: int) -> list[dict[str, float]]:
+    """A flat [pictures x names] list of numbers as one dict per picture."""
+    k = len(names)
+    return [dict(zip(names, values[b * k:(b + 1) * k])) for b in range(pictures)]
 
 
 def health_message(step: int, loss: float) -> str:
@@ -100,7 +118,10 @@ def health_message(step: int, loss: float) -> str:
 
 
 class Telemetry(L.Callback):
-    def __init__(self, sinks: list[Sink], flush_seconds: float = FLUSH_SECONDS):
+    """`flush_seconds`: at most this long between transfers (None: only at the step counts, so that what is
+    transferred when does not depend on the machine's speed; the counting tools use that)."""
+
+    def __init__(self, sinks: list[Sink], flush_seconds: Optional[float] = FLUSH_SECONDS):
         self.sinks = sinks
         self.flush_seconds = flush_seconds
         self.pending: list[_Batch] = []
@@ -116,8 +137,9 @@ class Telemetry(L.Callback):
         for sink in self.sinks:
             sink.on_step(done)
         rec = module.recording
-        if (done % rec.progress_every == 0 or done >= trainer.max_steps or module.snapshots or trainer.should_stop
-                or time.monotonic() - self.last_flush > self.flush_seconds):
+        late = self.flush_seconds is not None and time.monotonic() - self.last_flush > self.flush_seconds
+        if done % rec.progress_every == 0 or done >= trainer.max_steps or module.snapshots or trainer.should_stop \
+                or late:
             self.send(module)
         self.receive(wait=False)
 
@@ -140,7 +162,7 @@ class Telemetry(L.Callback):
         images = [(done, _Transfer(image)) for done, image in module.snapshots]
         module.records.clear()
         module.snapshots.clear()
-        names = module.objective.part_names + ["evaluations"]
+        names = module.record_names
         self.pending.append(_Batch(steps, names, module.batch_size, _Transfer(numbers), images))
         self.last_flush = time.monotonic()
 
@@ -161,15 +183,11 @@ class Telemetry(L.Callback):
                 for sink in self.sinks:
                     sink.on_image(step, images)
                 continue
-            k = len(batch.names)
-            parts = [dict(zip(batch.names, payload[b * k:(b + 1) * k])) for b in range(batch.pictures)]
             for sink in self.sinks:
-                sink.on_numbers(step, parts)
-        status = values[len(batch.steps) * width:]
+                sink.on_numbers(step, rows(payload, batch.names, batch.pictures))
         health = []
-        for b in range(batch.pictures):
-            alive, bad_step, loss, evaluations = status[b * STATUS:(b + 1) * STATUS]
-            message = "" if alive else health_message(int(bad_step), loss)
-            health.append(Health(bool(alive), int(bad_step), message, int(evaluations)))
+        for s in rows(values[len(batch.steps) * width:], list(STATUS_FIELDS), batch.pictures):
+            message = "" if s["alive"] else health_message(int(s["bad_step"]), s["bad_loss"])
+            health.append(Health(bool(s["alive"]), int(s["bad_step"]), message, int(s["evaluations"])))
         for sink in self.sinks:
             sink.on_health(health)

@@ -25,7 +25,8 @@ from ..config import scale_sizes
 from ..errors import UserError, first_line
 from ..files import save_text
 from ..images import fit_size, oriented_size
-from ..runner import checkpoint
+from ..runner import checkpoint, memory
+from ..runner.hardware import resolve_precision
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare
 from ..runner.run import fit_batch
@@ -35,13 +36,7 @@ from .plan import Pair, pair_config, state
 from .processes import Dist, hidden_launcher_env
 from .report import ERROR_FILE, Result
 
-MAX_AUTO_BATCH = 16  # per-image throughput stops growing from about batch 16 (GUIDE, H200 floor)
-# Device memory per output pixel of one pair, bf16: the L-BFGS history (2 x optim.history float32 image-sized
-# vectors), and everything else: VGG19's activations kept for the backward pass (about 290 channels per pixel in
-# bf16), the loss's and the convolutions' buffers, and some ten image-sized vectors. A batch of one measured
-# about 2 KB per pixel besides its history (GUIDE, H200 at 512 px); the estimate keeps a margin.
-HISTORY_BYTES_PER_PIXEL = 2 * 3 * 4  # per L-BFGS history entry
-OTHER_BYTES_PER_PIXEL = 2400
+MAX_AUTO_BATCH = 16  # per-image throughput stops growing from about batch 16 (an H200 at 512 px)
 
 
 @dataclass
@@ -90,7 +85,8 @@ def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]
             continue
         pc.resume = status == "resumable"
         todo.append(Work(pair, where, pc, why, batch_key(pc, pair), own=pair in mine))
-    batches = group(todo, lambda key: batch_limit(cfg, device, key))
+    sharing = -(-d.local_world_size // max(1, torch.cuda.device_count())) if device is not None else 1
+    batches = group(todo, lambda work: batch_limit(cfg, work, device, sharing))
 
     def claimed(k: int):  # batch k, claimed, with its images being read by the helper thread
         held = claim_batch(batches[k], d, heartbeat, since, cfg.sweep.stale_after) if k < len(batches) else []
@@ -157,28 +153,25 @@ def batch_key(pc: DictConfig, pair: Pair) -> object:
     return tuple(fit_size(size, s) for s in scale_sizes(pc)), step, pair.setting
 
 
-def batch_limit(cfg: DictConfig, device: Optional[int], key: object) -> int:
-    """How many pairs of this key go in one batch: sweep.batch, or with `auto` as many as fit on the GPU."""
-    if key is None:
+def batch_limit(cfg: DictConfig, work: "Work", device: Optional[int], sharing: int = 1) -> int:
+    """How many pairs like `work` (of its key) go in one batch: sweep.batch, or with `auto` as many as fit on the
+    GPU, in its free memory divided between the `sharing` processes that use it (runner/memory.py), with the
+    pair's own precision and optim.history (a grid may vary them)."""
+    if work.key is None:
         return 1
     if cfg.sweep.batch != "auto":
         return int(cfg.sweep.batch)
     if device is None:
         return 1
-    sizes = key[0]
-    pixels = max(w * h for w, h in sizes)
+    pc = work.cfg
+    pixels = max(w * h for w, h in work.key[0])
     free, _ = torch.cuda.mem_get_info(device)
-    return pairs_that_fit(free, pixels, cfg.optim.history if cfg.optim.name == "lbfgs" else 2)
-
-
-def pairs_that_fit(free_bytes: int, pixels: int, history: int) -> int:
-    """An estimate (see the byte counts above), using 80% of the free memory, between 1 and MAX_AUTO_BATCH."""
-    per_pair = pixels * (history * HISTORY_BYTES_PER_PIXEL + OTHER_BYTES_PER_PIXEL)
-    return max(1, min(MAX_AUTO_BATCH, int(0.8 * free_bytes) // per_pair))
+    return memory.pictures_that_fit(free, pixels, resolve_precision(str(pc.trainer.precision), "gpu"),
+                                    memory.history_units(pc.optim.name, pc.optim.history), sharing, MAX_AUTO_BATCH)
 
 
 def group(todo: list[Work], limit) -> list[list[Work]]:
-    """Batches in the order of their first pair: each holds up to limit(key) pairs of one key."""
+    """Batches in the order of their first pair: each holds up to limit(first pair) pairs of one key."""
     open_groups: dict[object, list[Work]] = {}
     batches: list[list[Work]] = []
     for work in todo:
@@ -189,7 +182,7 @@ def group(todo: list[Work], limit) -> list[list[Work]]:
         if not members:
             batches.append(members)
         members.append(work)
-        if len(members) >= limit(work.key):
+        if len(members) >= limit(members[0]):
             del open_groups[work.key]
     return batches
 
@@ -228,10 +221,19 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
             if os.path.isfile(os.path.join(work.pair.dir, stale)):
                 os.unlink(os.path.join(work.pair.dir, stale))
         work.job.started = time.time()
+    out_of_memory = False
     try:
         with SignalGuard() as guard, hidden_launcher_env():
             fit_batch([w.job for w in batch], guard, label)
     except torch.OutOfMemoryError:
+        # Nothing is retried in here: the traceback holds the failed attempt's frames, and with them its
+        # activations and optimizer state, until the except block ends.
+        out_of_memory = True
+    except Exception as e:  # output.dir problems, a bug: every pair of the batch fails, the sweep goes on
+        details = traceback.format_exc()
+        free_memory()
+        return [failed(d, w, first_line(e, typed=True), details) for w in batch]
+    if out_of_memory:
         free_memory()
         if len(batch) == 1:
             return [failed(d, batch[0], "out of GPU memory (lower data.size, or optim.history)")]
@@ -240,10 +242,6 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
         for work in batch:
             work.job = Job(work.cfg, work.job.extra_config, work.job.inputs, work.job.resume_step)
         return run_batch(batch[:half], d, label) + run_batch(batch[half:], d, label)
-    except Exception as e:  # output.dir problems, a bug: every pair of the batch fails, the sweep goes on
-        details = traceback.format_exc()
-        free_memory()
-        return [failed(d, w, first_line(e, typed=True), details) for w in batch]
     results = []
     for work in batch:
         job = work.job

@@ -4,6 +4,7 @@ no process has claimed, and, as the last process to finish, write the summary.""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import Optional
@@ -33,9 +34,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     d = dist_info()
     try:
         cfg = load_config(args.config, args.overrides)
-        if cfg.trainer.devices not in (1, "1", "auto"):
-            raise ConfigError(f"trainer.devices: a sweep runs each pair on one device (got {cfg.trainer.devices}); "
-                              f"use one process per GPU instead (torchrun --nproc_per_node, make sweep NPROC=)")
         pairs = plan(cfg)
         try:
             os.makedirs(cfg.output.dir, exist_ok=True)
@@ -69,6 +67,26 @@ def main(argv: Optional[list[str]] = None) -> int:
     return report(cfg, pairs, results, d, since)
 
 
+SUMMARY_LINE = re.compile(r"sweep '(?P<name>.*)': (?P<done>\d+) done, (?P<cached>\d+) already complete, "
+                          r"(?P<failed>\d+) failed, (?P<todo>\d+) not computed, in (?P<seconds>[\d.]+) s")
+
+
+def summary_line(name: str, counts: dict[str, int], seconds: float) -> str:
+    """The sweep's closing line (SUMMARY_LINE reads it back: make bench-gpu takes its figures from it)."""
+    return (f"sweep '{name}': {counts['done']} done, {counts['cached']} already complete, {counts['failed']} failed, "
+            f"{counts['todo']} not computed, in {seconds:.1f} s")
+
+
+def parse_summary_line(text: str) -> Optional[dict]:
+    """The counts and seconds of the last closing line in a sweep's output, or None."""
+    found = list(SUMMARY_LINE.finditer(text))
+    if not found:
+        return None
+    m = found[-1].groupdict()
+    return {"name": m["name"], **{k: int(m[k]) for k in ("done", "cached", "failed", "todo")},
+            "seconds": float(m["seconds"])}
+
+
 def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, since: float) -> int:
     """The last process to finish writes summary.csv, the contact sheet and the W&B table from what is on disk;
     the others say who is still at work. Exit status 1 when a pair of this process (or, for the writer, of the
@@ -88,8 +106,7 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
     finally:
         claims.release(writing)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed", "todo")}
-    say(d, f"sweep '{sweep_name(cfg)}': {counts['done']} done, {counts['cached']} already complete, "
-            f"{counts['failed']} failed, {counts['todo']} not computed, in {time.time() - since:.1f} s -> "
+    say(d, f"{summary_line(sweep_name(cfg), counts, time.time() - since)} -> "
             f"{os.path.join(cfg.output.dir, 'summary.csv')}, {os.path.join(cfg.output.dir, 'contact_sheet.png')}")
     for row in rows:
         if row["status"] in ("failed", "todo"):
