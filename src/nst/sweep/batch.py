@@ -35,11 +35,13 @@ from .plan import Pair, pair_config, state
 from .processes import Dist, hidden_launcher_env
 from .report import ERROR_FILE, Result
 
-MAX_AUTO_BATCH = 16  # per-image throughput stops growing from about batch 16 (GUIDE, H200 floor)
+# Per-image throughput stops growing from about batch 16: the VGG19 floor on an H200 at 512 px took 2.75 ms for one
+# image, 1.04 ms per image at batch 4, 0.93 at 16 and 32.
+MAX_AUTO_BATCH = 16
 # Device memory per output pixel of one pair, bf16: the L-BFGS history (2 x optim.history float32 image-sized
 # vectors), and everything else: VGG19's activations kept for the backward pass (about 290 channels per pixel in
 # bf16), the loss's and the convolutions' buffers, and some ten image-sized vectors. A batch of one measured
-# about 2 KB per pixel besides its history (GUIDE, H200 at 512 px); the estimate keeps a margin.
+# about 2 KB per pixel besides its history on an H200 at 512 px; the estimate keeps a margin.
 HISTORY_BYTES_PER_PIXEL = 2 * 3 * 4  # per L-BFGS history entry
 OTHER_BYTES_PER_PIXEL = 2400
 
