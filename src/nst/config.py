@@ -101,7 +101,7 @@ class TrainerConfig:
     tolerance: float = 0.0
     patience: int = 10
     # cuDNN autotuning tries every algorithm for each new shape: seconds per scale and per style image size, more
-    # than it saves in a run of a few hundred steps (see README, Speed). Only used on GPUs.
+    # than it saves in a run of a few hundred steps (docs/benchmarks.md). Only used on GPUs.
     cudnn_benchmark: bool = False
 
 
