@@ -172,7 +172,8 @@ def test_the_memory_estimate_grows_with_the_size_the_precision_and_the_history()
     bf16 = memory.bytes_per_picture(512 * 384, "bf16-mixed", 20)
     assert memory.bytes_per_picture(1024 * 768, "bf16-mixed", 20) == pytest.approx(4 * bf16, rel=0.01)
     assert memory.bytes_per_picture(512 * 384, "32-true", 20) > 1.4 * bf16
-    assert memory.bytes_per_picture(512 * 384, "bf16-mixed", 100) > 2 * bf16
+    more_history = memory.bytes_per_picture(512 * 384, "bf16-mixed", 100) - bf16
+    assert more_history == pytest.approx(memory.MARGIN * 512 * 384 * 80 * 24, rel=0.001)  # 80 more (s, y) pairs
     gib = 2**30
     alone = memory.pictures_that_fit(80 * gib, 512 * 512, "bf16-mixed", 20, most=1000)
     assert memory.pictures_that_fit(80 * gib, 512 * 512, "bf16-mixed", 20, sharing=4, most=1000) <= alone // 4 + 1

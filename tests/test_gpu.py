@@ -65,7 +65,8 @@ def test_training_steps_never_wait_for_the_gpu():
 
 
 def test_a_batch_on_the_gpu_equals_its_pairs_alone(tmp_path):
-    """Few steps, as on the CPU (test_batch.py): L-BFGS grows rounding differences along a run."""
+    """Few steps, as on the CPU (test_run.py, test_a_batch_makes_the_pictures_its_members_make_alone): L-BFGS grows
+    rounding differences along a run."""
     from nst.config import load_config
     from nst.runner.interrupt import SignalGuard
     from nst.runner.job import Job, prepare

@@ -112,7 +112,8 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
 def test_a_batched_sweep_makes_what_pair_by_pair_makes(tmp_path):
     """sweep.batch=4: four pairs of one size, one batch through VGG19. The same pairs, steps and (within 2%)
     final losses as sweep.batch=1, and each pair still has its own folder, outputs and W&B run. (Few steps:
-    L-BFGS grows rounding differences along a run; see test_batch.py.)"""
+    L-BFGS grows rounding differences along a run; see test_run.py,
+    test_a_batch_makes_the_pictures_its_members_make_alone.)"""
     styles = STYLES + ["assets/shipwreck.jpg", "assets/woman-with-hat-matisse.jpg"]
     logs, rows = {}, {}
     for batch in (1, 4):

@@ -103,7 +103,7 @@ class TrainerConfig:
     tolerance: float = 0.0
     patience: int = 10
     # cuDNN autotuning tries every algorithm for each new shape: seconds per scale and per style image size, more
-    # than it saves in a run of a few hundred steps (see README, Speed). Only used on GPUs.
+    # than it saves in a run of a few hundred steps (docs/benchmarks.md). Only used on GPUs.
     cudnn_benchmark: bool = False
     # refuse a run whose estimated memory (runner/memory.py) exceeds what the device (or, on the CPU, the
     # machine) has free, before anything is allocated; false: try anyway

@@ -1,4 +1,4 @@
-"""`make bench-gpu`: every GPU figure of the README in one bounded run, for whoever has a GPU for a few minutes.
+"""`make bench-gpu`: every GPU figure of docs/benchmarks.md in one bounded run, for whoever has a GPU for a few minutes.
 
 Each measurement is a command of this repo run as a subprocess with its own time limit; its output goes to
 bench_gpu.log and its figures to bench_gpu.json as soon as it ends, so a run cut short still leaves what it

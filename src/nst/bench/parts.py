@@ -1,4 +1,4 @@
-"""`make bench-parts`: where one evaluation's time goes, piece by piece; backs the notes in the README's Speed.
+"""`make bench-parts`: where one evaluation's time goes, piece by piece; backs the notes in docs/benchmarks.md.
 
     python -m nst.bench.parts              # 512 px, about two minutes on 2 CPU cores
     python -m nst.bench.parts --size 256
