@@ -103,3 +103,17 @@ def test_a_run_killed_outright_resumes_from_its_last_periodic_checkpoint(tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["steps"] == 200
     assert not leftovers(out)
+
+
+def test_sighup_is_a_stop_like_sigterm(tmp_path):
+    """A closed terminal or a lost SSH session: the image and a checkpoint are kept, exit status 128 + 1."""
+    out = tmp_path / "run"
+    p = popen(tiny(out, "output.save_every=1", "output.checkpoint_every=0", steps=100_000))
+    deadline = time.time() + 240
+    while not (out / "step_00002.png").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 129, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted by SIGHUP at step ") and "Traceback" not in err
+    assert (out / "interrupted.png").exists() and (out / "last.ckpt").exists()
