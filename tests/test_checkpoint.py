@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from conftest import ROOT
+from helpers.disk import fill, small_disk
 from helpers.train import ADAM, assert_one_line_error, cli, evil_file, leftovers, tiny
+from nst import files
 from nst.errors import OutputError
 from nst.runner import checkpoint as ckpt_mod
 
@@ -89,12 +91,10 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     path.write_bytes(b"old checkpoint")
 
-    def failing_save(obj, filepath):
-        with open(filepath, "wb") as f:
-            f.write(b"half a checkp")
+    def failing_fsync(fd):  # the whole file written, then the disk reports that it could not keep it
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
     batch = {"state_dict": {"target": torch.zeros(1, 3, 2, 2)}, "optimizer_states": [],
              "nst": {"evaluations": [1], "initial_loss": [1.0]}}
     with pytest.raises(OutputError, match="No space left on device"):
@@ -135,3 +135,36 @@ def test_every_torch_load_in_the_package_is_weights_only():
                 assert isinstance(value, ast.Constant) and value.value is True, \
                     f"{os.path.basename(path)}:{node.lineno}: {ast.unparse(node)[:80]} needs weights_only=True"
     assert checked >= 4
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_picture_and_the_old_checkpoint(
+        tmp_path, capsys, one_thread):
+    """A checkpoint (66 KB here) that does not fit: exit 2 naming the file and the disk's error, the image kept,
+    the previous last.ckpt whole and still resumable, no temporary file."""
+    with small_disk(tmp_path / "disk") as disk:
+        out = os.path.join(disk, "run")
+        code, err = cli(capsys, tiny(out, *ADAM, steps=3))  # room for everything: last.ckpt at step 3
+        assert code == 0, err[-2000:]
+        assert oct(os.stat(os.path.join(out, "last.ckpt")).st_mode & 0o777) == oct(0o666 & ~_umask())
+        fill(disk, leave=40_000)  # room for the pictures, not for another checkpoint beside the old one
+
+        # a periodic checkpoint fails: the run stops at the next step boundary and keeps its image
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", "output.checkpoint_every=1", steps=10))
+        assert_one_line_error(code, err, f"output.dir: cannot write {out}/last.ckpt (No space left on device)",
+                              f"the image after 5 steps is in {out}/interrupted.png",
+                              f"{out}/last.ckpt is from an earlier step")
+        assert os.path.isfile(os.path.join(out, "interrupted.png")) and not leftovers(out)
+        assert ckpt_mod.load(os.path.join(out, "last.ckpt"))["nst"]["step"] == 3
+
+        # the final checkpoint fails: the pictures and metrics are written, and said to be
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", "output.checkpoint_every=0", steps=6))
+        assert_one_line_error(code, err, f"output.dir: cannot write {out}/last.ckpt (No space left on device)",
+                              "final.png, config.yaml and metrics.json were written")
+        assert json.loads(open(os.path.join(out, "metrics.json")).read())["steps"] == 6 and not leftovers(out)
+        assert ckpt_mod.load(os.path.join(out, "last.ckpt"))["nst"]["step"] == 3
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

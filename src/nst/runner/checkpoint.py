@@ -17,6 +17,7 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
@@ -25,7 +26,7 @@ import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import ConfigError, first_line
-from ..files import replaced_atomically
+from ..files import atomic_write
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -110,9 +111,13 @@ class PairCheckpointIO(CheckpointIO):
 
     @staticmethod
     def _write(rows: list[tuple[str, dict]]) -> None:
+        """Each row serialized in memory first, then written as any other output: torch.save writing to a full
+        disk raises a RuntimeError ("unexpected pos") that names neither the file nor the problem, a plain write
+        an OSError (ENOSPC) that atomic_write turns into an OutputError naming the file."""
         for folder, row in rows:
-            with replaced_atomically(path_in(folder)) as tmp:
-                torch.save(row, tmp)
+            buf = io.BytesIO()
+            torch.save(row, buf)
+            atomic_write(path_in(folder), lambda f: f.write(buf.getbuffer()))
 
     def wait(self) -> None:
         """Until the checkpoint being written is on disk (its error, such as a full disk, raised here)."""

@@ -15,7 +15,8 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from ..config import scale_sizes, steps_per_scale, style_paths
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
+from ..files import save_png
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
 from ..model import color
 from ..model.module import Picture, Schedule
@@ -111,3 +112,22 @@ def prepare(job: Job) -> Job:
     job.resume_step = checkpoint.check_resumable(checkpoint.load(path), path, cfg.optim.name, cfg.trainer.max_steps,
                                                  lambda step: sizes[schedule.scale_at(max(step - 1, 0))])
     return job
+
+
+def keep_pictures(jobs: list[Job], images: list[Image.Image], step: int, error: OutputError) -> OutputError:
+    """After a write failed during the run (a full disk): each picture's interrupted.png, where it can still be
+    written. The checkpoint that was being replaced is whole (writes are atomic); the error says what was kept."""
+    kept = []
+    for job, image in zip(jobs, images):
+        try:
+            save_png(image, os.path.join(job.dir, "interrupted.png"))
+            kept.append(os.path.join(job.dir, "interrupted.png"))
+        except OutputError:
+            pass
+    if len(jobs) == 1:
+        old = checkpoint.path_in(jobs[0].dir)
+        tail = f"; {old} is from an earlier step" if os.path.exists(old) else ""
+        what = f"the image after {step} steps is in {kept[0]}{tail}" if kept else "no image could be written either"
+    else:
+        what = f"interrupted.png (after {step} steps) written for {len(kept)} of {len(jobs)} pictures"
+    return OutputError(f"{error}; {what}")

@@ -30,7 +30,7 @@ from . import checkpoint
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
-from .job import Job, RunResult, prepare
+from .job import Job, RunResult, keep_pictures, prepare
 from .telemetry import Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
 
@@ -275,6 +275,10 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     except Interrupted as e:  # a second signal: the step in progress was cut short
         guard.phase = "hold"
         raise interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
+    except OutputError as e:  # a periodic checkpoint could not be written (a full disk): keep the pictures
+        guard.phase = "hold"
+        raise keep_pictures(jobs, [j.inputs.render(module.target[b:b + 1]) for b, j in enumerate(jobs)],
+                            trainer.global_step, e) from None
     except TrainingError as e:  # the whole batch (an update that overflowed)
         guard.phase = "hold"
         for b, job in enumerate(jobs):
@@ -325,7 +329,10 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
         save_json(metrics, os.path.join(job.dir, "metrics.json"))
         job.result = RunResult(image, metrics, job.dir)
     if jobs[0].cfg.output.checkpoint and any(alive):
-        trainer.save_checkpoint(checkpoint.path_in(jobs[0].dir), weights_only=False)
+        try:
+            trainer.save_checkpoint(checkpoint.path_in(jobs[0].dir), weights_only=False)
+        except OutputError as e:  # the pictures are written: say so
+            raise OutputError(f"{e}; final.png, config.yaml and metrics.json were written") from None
     for b, job in enumerate(jobs):
         if wandb is not None and job.run is not None and job.result is not None:
             if job.cfg.logger.image_every:

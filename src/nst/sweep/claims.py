@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
+from ..errors import OutputError
 from .processes import start_time_of
 
 CLAIM = ".claim"
@@ -98,8 +99,12 @@ def take(folder: str, stale: float = STALE, name: str = CLAIM) -> tuple[Optional
             except OSError:
                 pass  # another process took it over first; look again
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(record)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+        except OSError as e:  # a full disk: an empty claim would look like one being written, for 10 s
+            os.unlink(path)
+            raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
         return Claim(path, token), None
     return None, read(path)
 

@@ -64,6 +64,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         say(d, f"{line}\nrun the same command again to finish the sweep: complete pairs are skipped, "
                 f"an interrupted one goes on from its checkpoint")
         return status
+    except UserError as e:  # a claim that cannot be written (a full disk)
+        status, line = exit_line(e)
+        print(line, file=sys.stderr, flush=True)
+        return status
     finally:
         heartbeat.close()
     try:
