@@ -12,7 +12,9 @@ import os
 import pytest
 import torch
 
-from conftest import ROOT
+from PIL import Image
+
+from conftest import CONTENT, ROOT
 from helpers.disk import fill, small_disk
 from helpers.train import ADAM, assert_one_line_error, cli, evil_file, leftovers, tiny
 from nst import files
@@ -162,6 +164,38 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_picture_and_t
                               "final.png, config.yaml and metrics.json were written")
         assert json.loads(open(os.path.join(out, "metrics.json")).read())["steps"] == 6 and not leftovers(out)
         assert ckpt_mod.load(os.path.join(out, "last.ckpt"))["nst"]["step"] == 3
+
+
+def test_resume_with_other_inputs_is_refused_naming_them_unless_forced(tmp_path, capsys, one_thread):
+    """The same-sized mirror image as content, or another style weight, would optimize a blend of two runs."""
+    out = tmp_path / "run"
+    code, err = cli(capsys, tiny(out, *ADAM, steps=3))
+    assert code == 0, err[-2000:]
+    saved = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
+    assert set(saved["nst"]["inputs"]) == {"content", "styles", "settings"}
+    mirror = tmp_path / "mirror.png"
+    with Image.open(CONTENT) as im:
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirror)
+    before = sorted(os.listdir(out))
+    for overrides, words in [
+        ([f"data.content={mirror}"], ["data.content is another image"]),
+        (["loss.style_weight=100", "model.pooling=avg"], ["loss.style_weight was 30.0, now 100.0",
+                                                          "model.pooling was max, now avg"]),
+    ]:
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", *overrides, steps=5))
+        assert_one_line_error(code, err, "resume:", "was made with other inputs", "resume=force", *words)
+        assert sorted(os.listdir(out)) == before
+    code, err = cli(capsys, tiny(out, *ADAM, "resume=force", f"data.content={mirror}", steps=5))
+    assert code == 0, err[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 5
+    code, err = cli(capsys, tiny(out, *ADAM, "resume=maybe", steps=6))
+    assert_one_line_error(code, err, "resume: expected true, false or force")
+
+    del saved["nst"]["inputs"]  # a checkpoint of an older version: resumed, with a warning that it is unchecked
+    torch.save(saved, out / "last.ckpt")
+    with pytest.warns(UserWarning, match="records no inputs"):
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", f"data.content={mirror}", steps=5))
+    assert code == 0, err[-2000:]
 
 
 def _umask() -> int:

@@ -157,7 +157,9 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     init: str = "content"  # content | noise | style | path to an image
     seed: int = 0
-    resume: bool = False  # continue from output.dir/last.ckpt (docs/reliability.md)
+    # true: continue from output.dir/last.ckpt; force: even with other images or objective settings than the
+    # checkpoint's (docs/reliability.md)
+    resume: Any = False
 
 
 def _naming_the_key(e: OmegaConfBaseException) -> str:
@@ -288,6 +290,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("output.dir: must not be empty")
     if cfg.init not in INITS and not os.path.splitext(cfg.init)[1]:
         raise ConfigError(f"init: unknown value '{cfg.init}' (choose content, noise, style or an image path)")
+    if not (isinstance(cfg.resume, bool) or cfg.resume == "force"):
+        raise ConfigError(f"resume: expected true, false or force, got {cfg.resume!r}")
     validate_sweep(cfg.sweep)
 
 

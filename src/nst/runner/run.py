@@ -195,7 +195,8 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
     progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
     if progress is not None:
         sinks.append(progress)
-    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive)
+    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive,
+                                     inputs=[job.inputs_record() for job in jobs])
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     try:
