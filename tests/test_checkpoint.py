@@ -173,6 +173,7 @@ def test_resume_with_other_inputs_is_refused_naming_them_unless_forced(tmp_path,
     assert code == 0, err[-2000:]
     saved = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
     assert set(saved["nst"]["inputs"]) == {"content", "styles", "settings"}
+    assert oct(os.stat(out / "last.ckpt").st_mode & 0o777) == oct(0o666 & ~_umask())  # like the other outputs
     mirror = tmp_path / "mirror.png"
     with Image.open(CONTENT) as im:
         im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirror)

@@ -281,3 +281,23 @@ def test_a_full_disk_keeps_finished_pairs_done_and_a_summary_it_cannot_write_is_
         assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert proc.stderr.strip() == f"error: cannot write {out}/summary.csv (No space left on device)"
         assert "complete, skipped" in proc.stdout
+
+
+def test_ctrl_c_during_the_imports_is_one_line_exit_130(tmp_path):
+    """SIGINT while torch is being imported (seconds, before any handler of ours): no KeyboardInterrupt traceback.
+    A sitecustomize on PYTHONPATH sends it at the first import of torch, whatever the machine's speed."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal, sys\n"
+        "class Ctrl_C:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            sys.meta_path.remove(self)\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Ctrl_C())\n")
+    env = env_for(tmp_path, PYTHONPATH=os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    proc = sweep(tmp_path, *tiny(tmp_path / "sweep", mode="disabled"), env=env)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "interrupted" and proc.stdout == ""

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -169,6 +170,14 @@ def _naming_the_key(e: OmegaConfBaseException) -> str:
     return f"{key}: {msg}" if key and not msg.startswith(str(key)) else msg
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return f"a bare string ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    return f"a single value ({str(value)[:40]!r})"
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None,
                 base: Any = None) -> DictConfig:
     """Schema defaults <- YAML file <- (optional base dict) <- key=value overrides, then validated."""
@@ -177,6 +186,11 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         if path is not None:
             if not os.path.isfile(path):
                 raise ConfigError(f"config file not found: {path}")
+            with open(path) as f:
+                top = yaml.safe_load(f)
+            if top is not None and not isinstance(top, dict):  # OmegaConf reads a bare string as a key
+                raise ConfigError(f"{path}: a config file must be a mapping of keys (key: value lines), "
+                                  f"this one holds {_kind(top)}")
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: a config file must be a mapping of keys")

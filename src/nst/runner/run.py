@@ -77,9 +77,15 @@ def run(cfg: DictConfig, extra_config: Optional[dict] = None) -> RunResult:
     is created. Ctrl-C or SIGTERM raises Interrupted after writing interrupted.png, config.yaml and last.ckpt;
     a non-finite loss raises TrainingError after writing last_good.png (docs/reliability.md).
     """
+    existed = os.path.isdir(cfg.output.dir)
     with SignalGuard() as guard:
         job = prepare(Job(cfg, extra_config))
-        fit_batch([job], guard)
+        try:
+            fit_batch([job], guard)
+        except Interrupted:
+            if not existed and os.path.isdir(job.dir) and not os.listdir(job.dir):  # stopped before step 1
+                os.rmdir(job.dir)
+            raise
     if job.error:
         raise TrainingError(job.error)
     return job.result
@@ -328,6 +334,8 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
         save_png(image, os.path.join(job.dir, "final.png"))
         save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))
+        if os.path.exists(os.path.join(job.dir, "interrupted.png")):  # a resumed run's: final.png supersedes it
+            os.unlink(os.path.join(job.dir, "interrupted.png"))
         job.result = RunResult(image, metrics, job.dir)
     if jobs[0].cfg.output.checkpoint and any(alive):
         try:
