@@ -137,7 +137,7 @@ class SweepConfig:
     cell: int = 256  # contact sheet: side of one square cell in pixels
     # pairs optimized together as one batch (same target size): auto = as many as fit on a GPU, 1 on a CPU
     batch: Any = "auto"
-    # seconds after which a claim on a pair whose heartbeat stopped, from another host, is taken over
+    # seconds after which a claim on a pair whose heartbeat stopped is taken over (on any host)
     stale_after: float = 300.0
     # settings to compare: any single-run key -> a list of values; every pair runs with every combination,
     # e.g. {loss.style_weight: [10, 30, 100], color.preserve: [none, luminance]}
