@@ -12,8 +12,12 @@ import os
 import pytest
 import torch
 
-from conftest import ROOT
+from PIL import Image
+
+from conftest import CONTENT, ROOT
+from helpers.disk import fill, small_disk
 from helpers.train import ADAM, assert_one_line_error, cli, evil_file, leftovers, tiny
+from nst import files
 from nst.errors import OutputError
 from nst.runner import checkpoint as ckpt_mod
 
@@ -89,12 +93,10 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     path.write_bytes(b"old checkpoint")
 
-    def failing_save(obj, filepath):
-        with open(filepath, "wb") as f:
-            f.write(b"half a checkp")
+    def failing_fsync(fd):  # the whole file written, then the disk reports that it could not keep it
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt_mod.torch, "save", failing_save)
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
     batch = {"state_dict": {"target": torch.zeros(1, 3, 2, 2)}, "optimizer_states": [],
              "nst": {"evaluations": [1], "initial_loss": [1.0]}}
     with pytest.raises(OutputError, match="No space left on device"):
@@ -135,3 +137,69 @@ def test_every_torch_load_in_the_package_is_weights_only():
                 assert isinstance(value, ast.Constant) and value.value is True, \
                     f"{os.path.basename(path)}:{node.lineno}: {ast.unparse(node)[:80]} needs weights_only=True"
     assert checked >= 4
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_picture_and_the_old_checkpoint(
+        tmp_path, capsys, one_thread):
+    """A checkpoint (66 KB here) that does not fit: exit 2 naming the file and the disk's error, the image kept,
+    the previous last.ckpt whole and still resumable, no temporary file."""
+    with small_disk(tmp_path / "disk") as disk:
+        out = os.path.join(disk, "run")
+        code, err = cli(capsys, tiny(out, *ADAM, steps=3))  # room for everything: last.ckpt at step 3
+        assert code == 0, err[-2000:]
+        assert oct(os.stat(os.path.join(out, "last.ckpt")).st_mode & 0o777) == oct(0o666 & ~_umask())
+        fill(disk, leave=40_000)  # room for the pictures, not for another checkpoint beside the old one
+
+        # a periodic checkpoint fails: the run stops at the next step boundary and keeps its image
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", "output.checkpoint_every=1", steps=10))
+        assert_one_line_error(code, err, f"output.dir: cannot write {out}/last.ckpt (No space left on device)",
+                              f"the image after 5 steps is in {out}/interrupted.png",
+                              f"{out}/last.ckpt is from an earlier step")
+        assert os.path.isfile(os.path.join(out, "interrupted.png")) and not leftovers(out)
+        assert ckpt_mod.load(os.path.join(out, "last.ckpt"))["nst"]["step"] == 3
+
+        # the final checkpoint fails: the pictures and metrics are written, and said to be
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", "output.checkpoint_every=0", steps=6))
+        assert_one_line_error(code, err, f"output.dir: cannot write {out}/last.ckpt (No space left on device)",
+                              "final.png, config.yaml and metrics.json were written")
+        assert json.loads(open(os.path.join(out, "metrics.json")).read())["steps"] == 6 and not leftovers(out)
+        assert ckpt_mod.load(os.path.join(out, "last.ckpt"))["nst"]["step"] == 3
+
+
+def test_resume_with_other_inputs_is_refused_naming_them_unless_forced(tmp_path, capsys, one_thread):
+    """The same-sized mirror image as content, or another style weight, would optimize a blend of two runs."""
+    out = tmp_path / "run"
+    code, err = cli(capsys, tiny(out, *ADAM, steps=3))
+    assert code == 0, err[-2000:]
+    saved = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
+    assert set(saved["nst"]["inputs"]) == {"content", "styles", "settings"}
+    assert oct(os.stat(out / "last.ckpt").st_mode & 0o777) == oct(0o666 & ~_umask())  # like the other outputs
+    mirror = tmp_path / "mirror.png"
+    with Image.open(CONTENT) as im:
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirror)
+    before = sorted(os.listdir(out))
+    for overrides, words in [
+        ([f"data.content={mirror}"], ["data.content is another image"]),
+        (["loss.style_weight=100", "model.pooling=avg"], ["loss.style_weight was 30.0, now 100.0",
+                                                          "model.pooling was max, now avg"]),
+    ]:
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", *overrides, steps=5))
+        assert_one_line_error(code, err, "resume:", "was made with other inputs", "resume=force", *words)
+        assert sorted(os.listdir(out)) == before
+    code, err = cli(capsys, tiny(out, *ADAM, "resume=force", f"data.content={mirror}", steps=5))
+    assert code == 0, err[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 5
+    code, err = cli(capsys, tiny(out, *ADAM, "resume=maybe", steps=6))
+    assert_one_line_error(code, err, "resume: expected true, false or force")
+
+    del saved["nst"]["inputs"]  # a checkpoint of an older version: resumed, with a warning that it is unchecked
+    torch.save(saved, out / "last.ckpt")
+    with pytest.warns(UserWarning, match="records no inputs"):
+        code, err = cli(capsys, tiny(out, *ADAM, "resume=true", f"data.content={mirror}", steps=5))
+    assert code == 0, err[-2000:]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

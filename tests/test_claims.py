@@ -18,6 +18,7 @@ from PIL import Image
 from helpers import ROOT
 from helpers.wandb_records import offline_runs
 from nst.sweep import claims
+from nst.sweep.processes import start_time_of
 from helpers.sweeps import CONTENTS, PAIRS, STYLES, TORCHRUN, env_for, ran, summary, tiny
 
 
@@ -55,6 +56,55 @@ def test_take_release_and_take_over(tmp_path):
     claims.release(claim)
 
 
+def test_a_claim_is_alive_only_while_its_writer_lives_and_beats(tmp_path):
+    """A pid is reused once its process ends: a claim naming a live pid belongs to a live owner only if that
+    process is the one that wrote it (same creation time) and the heartbeat is fresh."""
+    path = tmp_path / claims.CLAIM
+    host = socket.gethostname()
+    init_started = start_time_of(1)
+    assert init_started is not None
+
+    def write(record: dict, age: float = 0.0) -> None:
+        path.write_text(json.dumps({"host": host, "token": "t", **record}))
+        then = time.time() - age
+        os.utime(path, (then, then))
+
+    write({"pid": 1, "pid_started": init_started})  # pid 1 wrote it, and beats: alive
+    assert claims.take(str(tmp_path), stale=60)[0] is None
+    write({"pid": 1, "pid_started": init_started}, age=120)  # same process, heartbeat stopped: gone
+    claim, _ = claims.take(str(tmp_path), stale=60)
+    assert claim is not None
+    claims.release(claim)
+    write({"pid": 1, "pid_started": init_started - 3600})  # pid 1 is another process now: gone
+    claim, _ = claims.take(str(tmp_path), stale=60)
+    assert claim is not None
+    claims.release(claim)
+    # a dead process's claim whose pid is this process's: not refused as "this process is alive"
+    write({"pid": os.getpid(), "pid_started": start_time_of("self") - 3600})
+    claim, _ = claims.take(str(tmp_path), stale=60)
+    assert claim is not None and json.loads(path.read_text())["pid_started"] == start_time_of("self")
+    claims.release(claim)
+    write({"pid": 1, "started": 0}, age=7200)  # an older version's claim: its heartbeat still counts
+    claim, _ = claims.take(str(tmp_path), stale=60)
+    assert claim is not None
+    claims.release(claim)
+
+
+def test_a_claim_on_a_reused_pid_with_an_old_heartbeat_does_not_block_the_pair(tmp_path):
+    """pid 1 is alive (in a container, after a restart, it is some other program): the pair is computed."""
+    out = tmp_path / "sweep"
+    (out / PAIRS[0]).mkdir(parents=True)
+    claim = out / PAIRS[0] / claims.CLAIM
+    claim.write_text(json.dumps({"host": socket.gethostname(), "pid": 1, "started": 0, "token": "x"}))
+    old = time.time() - 7200
+    os.utime(claim, (old, old))
+    proc = start(tmp_path, *tiny(out, contents=CONTENTS[:1], styles=STYLES[:1], mode="disabled"))
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, log[-2000:]
+    assert ran(log) == [PAIRS[0]] and "still being computed" not in log
+    assert [r["status"] for r in summary(out)] == ["done"] and not claim.exists()
+
+
 def test_two_sweeps_on_one_folder_compute_every_pair_once(tmp_path):
     out = tmp_path / "sweep"
     args = tiny(out, "trainer.max_steps=20")
@@ -81,7 +131,8 @@ def test_a_dead_owners_claim_is_taken_over_and_a_live_ones_is_left_alone(tmp_pat
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, log[-2000:]
     assert ran(log) == [] and f"computed by {socket.gethostname()}:{os.getpid()}, skipped" in log
-    assert "still being computed by other processes" in log and not (out / "summary.csv").exists()
+    assert f"still being computed by other processes (the last to finish writes the summary): {PAIRS[0]} " \
+           f"({socket.gethostname()}:{os.getpid()})" in log and not (out / "summary.csv").exists()
 
     claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid(), "token": "dead"}))
     proc = start(tmp_path, *args)

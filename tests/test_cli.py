@@ -105,3 +105,12 @@ def test_full_disk_is_one_line_naming_output_dir_and_no_partial_file(tmp_path):
     proc = train(tiny(out, steps=2), preexec_fn=limit)
     assert_one_line_error(proc.returncode, proc.stderr, "output.dir: cannot write", f"{out}/final.png")
     assert os.listdir(out) == []  # no final.png, no metrics, no temporary file
+
+
+@pytest.mark.parametrize("text, words", [("just a string\n", "holds a bare string ('just a string')"),
+                                         ("- data.size: 64\n", "holds a list")])
+def test_a_config_file_that_is_not_a_mapping_says_so(text, words, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    code, err = cli(capsys, ["--config", str(config), f"output.dir={tmp_path / 'out'}"])
+    assert_one_line_error(code, err, str(config), "a config file must be a mapping of keys", words)

@@ -103,3 +103,42 @@ def test_a_run_killed_outright_resumes_from_its_last_periodic_checkpoint(tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["steps"] == 200
     assert not leftovers(out)
+
+
+def test_sighup_is_a_stop_like_sigterm(tmp_path):
+    """A closed terminal or a lost SSH session: the image and a checkpoint are kept, exit status 128 + 1."""
+    out = tmp_path / "run"
+    p = popen(tiny(out, "output.save_every=1", "output.checkpoint_every=0", steps=100_000))
+    deadline = time.time() + 240
+    while not (out / "step_00002.png").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 129, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted by SIGHUP at step ") and "Traceback" not in err
+    assert (out / "interrupted.png").exists() and (out / "last.ckpt").exists()
+
+    # a resume that finishes leaves final.png alone: the interrupted image is gone
+    step = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)["nst"]["step"]
+    resumed = train(["--config", str(out / "config.yaml"), "resume=true", "output.save_every=0",
+                     f"trainer.max_steps={step + 2}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (out / "final.png").exists() and not (out / "interrupted.png").exists()
+
+
+def test_a_signal_before_the_first_step_leaves_no_empty_output_dir(tmp_path, capsys, monkeypatch, one_thread):
+    """Ctrl-C after output.dir was made but before optimization began: nothing to keep, and no empty folder."""
+    from nst.runner import run as run_module
+    remove_leftovers = run_module.remove_leftovers
+
+    def signalling(folder):  # runs right after output.dir is created
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100))  # the handler runs between bytecodes
+        return remove_leftovers(folder)
+
+    monkeypatch.setattr(run_module, "remove_leftovers", signalling)
+    out = tmp_path / "run"
+    code, err = cli(capsys, tiny(out, steps=10))
+    assert code == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "interrupted by SIGINT before optimization started"
+    assert not out.exists()

@@ -258,3 +258,47 @@ def test_a_process_knows_when_it_was_created_not_when_its_imports_ended():
                          env={**os.environ, "PYTHONPATH": os.path.join(ROOT, "src")}).stdout.split()
     before_first_line, import_seconds = float(out[0]), float(out[1])
     assert 0 <= before_first_line < 30 and import_seconds > 0.1
+
+
+def test_a_full_disk_keeps_finished_pairs_done_and_a_summary_it_cannot_write_is_one_line(tmp_path):
+    """A pair whose pictures are written but whose last.ckpt does not fit is done, not failed; a summary that
+    cannot be written is one error line, exit 2, no traceback."""
+    from helpers.disk import fill, small_disk
+    with small_disk(tmp_path / "disk") as disk:
+        out = os.path.join(disk, "sweep")
+        args = tiny(out, "data.size=48", "optim.name=adam", "optim.lr=0.02", contents=CONTENTS[:1],
+                    styles=STYLES[:1], mode="disabled")
+        os.makedirs(out)
+        fill(disk, leave=64_000)  # the pair's pictures and the summary fit, its 66 KB checkpoint does not
+        proc = sweep(tmp_path, *args)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert f"{PAIRS[0]}: done in " in proc.stdout and \
+            f"but output.dir: cannot write {out}/{PAIRS[0]}/last.ckpt (No space left on device)" in proc.stdout
+        assert [r["status"] for r in summary(tmp_path / "disk" / "sweep")] == ["done"]
+
+        os.rename(os.path.join(disk, "filler"), os.path.join(disk, "filler-1"))
+        fill(disk, leave=4096)  # room for the summary's claim, not for summary.csv
+        proc = sweep(tmp_path, *args)
+        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.stderr.strip() == f"error: cannot write {out}/summary.csv (No space left on device)"
+        assert "complete, skipped" in proc.stdout
+
+
+def test_ctrl_c_during_the_imports_is_one_line_exit_130(tmp_path):
+    """SIGINT while torch is being imported (seconds, before any handler of ours): no KeyboardInterrupt traceback.
+    A sitecustomize on PYTHONPATH sends it at the first import of torch, whatever the machine's speed."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal, sys\n"
+        "class Ctrl_C:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            sys.meta_path.remove(self)\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Ctrl_C())\n")
+    env = env_for(tmp_path, PYTHONPATH=os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    proc = sweep(tmp_path, *tiny(tmp_path / "sweep", mode="disabled"), env=env)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "interrupted" and proc.stdout == ""

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -141,7 +142,7 @@ class SweepConfig:
     cell: int = 256  # contact sheet: side of one square cell in pixels
     # pairs optimized together as one batch (same target size): auto = as many as fit on a GPU, 1 on a CPU
     batch: Any = "auto"
-    # seconds after which a claim on a pair whose heartbeat stopped, from another host, is taken over
+    # seconds after which a claim on a pair whose heartbeat stopped is taken over (on any host)
     stale_after: float = 300.0
     # settings to compare: any single-run key -> a list of values; every pair runs with every combination,
     # e.g. {loss.style_weight: [10, 30, 100], color.preserve: [none, luminance]}
@@ -162,7 +163,9 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     init: str = "content"  # content | noise | style | path to an image
     seed: int = 0
-    resume: bool = False  # continue from output.dir/last.ckpt (docs/reliability.md)
+    # true: continue from output.dir/last.ckpt; force: even with other images or objective settings than the
+    # checkpoint's (docs/reliability.md)
+    resume: Any = False
 
 
 def _naming_the_key(e: OmegaConfBaseException) -> str:
@@ -170,6 +173,14 @@ def _naming_the_key(e: OmegaConfBaseException) -> str:
     msg = first_line(e)
     key = getattr(e, "full_key", None)
     return f"{key}: {msg}" if key and not msg.startswith(str(key)) else msg
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return f"a bare string ({value[:40]!r})"
+    if isinstance(value, list):
+        return "a list"
+    return f"a single value ({str(value)[:40]!r})"
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None,
@@ -180,6 +191,11 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         if path is not None:
             if not os.path.isfile(path):
                 raise ConfigError(f"config file not found: {path}")
+            with open(path) as f:
+                top = yaml.safe_load(f)
+            if top is not None and not isinstance(top, dict):  # OmegaConf reads a bare string as a key
+                raise ConfigError(f"{path}: a config file must be a mapping of keys (key: value lines), "
+                                  f"this one holds {_kind(top)}")
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: a config file must be a mapping of keys")
@@ -305,6 +321,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("output.dir: must not be empty")
     if cfg.init not in INITS and not os.path.splitext(cfg.init)[1]:
         raise ConfigError(f"init: unknown value '{cfg.init}' (choose content, noise, style or an image path)")
+    if not (isinstance(cfg.resume, bool) or cfg.resume == "force"):
+        raise ConfigError(f"resume: expected true, false or force, got {cfg.resume!r}")
     validate_sweep(cfg.sweep)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import warnings
 
 import torch
@@ -15,10 +17,7 @@ MIN_SIDE = 16  # VGG19 pools 4 times before conv5_1: smaller sides leave nothing
 
 def open_rgb(path: str) -> Image.Image:
     """Open an image file as 8-bit RGB: EXIF orientation applied, alpha composited on white, 16-bit scaled."""
-    if not os.path.exists(path):
-        raise ImageError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ImageError(f"{path}: is a directory, not an image")
+    check_file(path)
     if os.path.getsize(path) == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
     try:
@@ -43,8 +42,30 @@ def open_rgb(path: str) -> Image.Image:
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(e, 160)})") from None
 
 
+def check_file(path: str) -> None:
+    """An ImageError unless `path` is a regular file (through its symlinks): what it is instead. A FIFO or a
+    device is never opened: reading one would wait for a writer forever."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageError(f"{path}: symbolic link loop (a link that leads back to itself)") from None
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            raise ImageError(f"{path}: broken symbolic link (to {os.readlink(path)}, which does not exist)") from None
+        if e.errno == errno.ENOENT:
+            raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{path}: is a directory, not an image")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise ImageError(f"{path}: is {kind}, not an image file")
+
+
 def oriented_size(path: str) -> tuple[int, int]:
     """(width, height) of the image open_rgb would return (EXIF orientation applied), from the header alone."""
+    check_file(path)
     try:
         with Image.open(path) as im:
             w, h = im.size

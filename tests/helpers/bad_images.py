@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -47,6 +48,15 @@ def make_bad(tmp_path, kind: str) -> tuple[str, list[str]]:
     if kind == "not_an_image":
         path.write_text("name,score\nada,1\n")
         return str(path), ["not an image file"]
+    if kind == "fifo":
+        os.mkfifo(path)
+        return str(path), ["is a FIFO (named pipe), not an image file"]
+    if kind == "symlink_loop":
+        os.symlink(path, path)
+        return str(path), ["symbolic link loop"]
+    if kind == "broken_symlink":
+        os.symlink(tmp_path / "gone.jpg", path)
+        return str(path), ["broken symbolic link", "gone.jpg"]
     if kind == "zero_bytes":
         path.write_bytes(b"")
         return str(path), ["empty file"]
@@ -67,5 +77,5 @@ def make_bad(tmp_path, kind: str) -> tuple[str, list[str]]:
     raise ValueError(kind)
 
 
-BAD_FILES = ["missing", "directory", "not_an_image", "zero_bytes", "truncated_jpeg", "truncated_png", "corrupt_png",
+BAD_FILES = ["missing", "directory", "fifo", "symlink_loop", "broken_symlink", "not_an_image", "zero_bytes", "truncated_jpeg", "truncated_png", "corrupt_png",
              "bomb"]

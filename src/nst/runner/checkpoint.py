@@ -2,7 +2,9 @@
 
 What is in one: the target image (the module's only state_dict entry: the VGG19 weights are non-persistent
 buffers), the optimizer state, Lightning's loop counters, and an "nst" entry with the step, the target's shape
-and the optimizer's name. Content and style targets are recomputed on resume from the images.
+and the optimizer's name, and (written by PairCheckpointIO) "inputs": digests of the content and style images
+and the settings that define the objective, so that a resume with other inputs is refused (`check_inputs`).
+Content and style targets are recomputed on resume from the images.
 
 A batch of pictures is one Lightning checkpoint; PairCheckpointIO, the Trainer's checkpoint plugin, writes it
 as one file per picture (its row of the target and of the optimizer state) and reads such files back into one.
@@ -17,6 +19,7 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +29,7 @@ import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import ConfigError, first_line
-from ..files import replaced_atomically
+from ..files import atomic_write
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -104,9 +107,11 @@ class PairCheckpointIO(CheckpointIO):
     the rows are copied first, so later steps do not change what is written); `wait` waits for them.
     """
 
-    def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None):
+    def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None,
+                 inputs: Optional[list[dict]] = None):
         self.folders = folders
         self.keep = keep or (lambda b: True)
+        self.inputs = inputs  # each picture's record of its inputs (job.inputs_record), kept in its checkpoint
         self.in_background = False
         self._writer: Optional[ThreadPoolExecutor] = None
         self._pending: Optional[Future] = None
@@ -114,6 +119,9 @@ class PairCheckpointIO(CheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         self.wait()
         rows = [(folder, split(checkpoint, b)) for b, folder in enumerate(self.folders) if self.keep(b)]
+        if self.inputs is not None:
+            for b, (_, row) in zip([b for b in range(len(self.folders)) if self.keep(b)], rows):
+                row["nst"]["inputs"] = self.inputs[b]
         if not self.in_background:
             return self._write(rows)
         if self._writer is None:
@@ -122,10 +130,14 @@ class PairCheckpointIO(CheckpointIO):
 
     @staticmethod
     def _write(rows: list[tuple[str, dict]]) -> None:
+        """Each row serialized in memory first, then written as any other output: torch.save writing to a full
+        disk raises a RuntimeError ("unexpected pos") that names neither the file nor the problem, a plain write
+        an OSError (ENOSPC) that atomic_write turns into an OutputError naming the file."""
         for folder, row in rows:
             row = as_numbers(row)
-            with replaced_atomically(path_in(folder)) as tmp:
-                torch.save(row, tmp)
+            buf = io.BytesIO()
+            torch.save(row, buf)
+            atomic_write(path_in(folder), lambda f: f.write(buf.getbuffer()))
 
     def wait(self) -> None:
         """Until the checkpoint being written is on disk (its error, such as a full disk, raised here)."""
@@ -183,3 +195,26 @@ def check_resumable(ckpt: dict, path: str, optim_name: str, max_steps: int,
     if not torch.is_tensor(target) or tuple(target.shape) != saved or not torch.isfinite(target).all():
         raise ConfigError(f"resume: {path} does not hold a valid target image")
     return step
+
+
+def check_inputs(ckpt: dict, path: str, record: dict, force: bool) -> Optional[str]:
+    """A ConfigError naming what differs when this config's inputs (`record`, job.inputs_record) are not the
+    checkpoint's: another content or style image, or another objective (layers, loss weights, weights, ...).
+    With `force` the differences are allowed. Returns a warning for a checkpoint that records no inputs (written
+    before they were recorded): it is resumed unchecked."""
+    saved = ckpt["nst"].get("inputs")
+    if not isinstance(saved, dict):
+        return f"resume: {path} records no inputs (an older version wrote it): they are not checked"
+    changes = []
+    if saved.get("content") != record["content"]:
+        changes.append("data.content is another image")
+    if saved.get("styles") != record["styles"]:
+        changes.append("data.style is another image" + ("s" if len(record["styles"]) > 1 else ""))
+    before, now = saved.get("settings", {}), record["settings"]
+    for key in now:
+        if before.get(key) != now[key]:
+            changes.append(f"{key} was {before.get(key)}, now {now[key]}")
+    if changes and not force:
+        raise ConfigError(f"resume: {path} was made with other inputs ({'; '.join(changes)}); add resume=force to "
+                          f"continue it anyway, or drop resume=true to start over")
+    return None

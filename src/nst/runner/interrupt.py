@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM: stop at the end of the current step, keep the image and a checkpoint, exit cleanly.
+"""Ctrl-C, SIGTERM and SIGHUP: stop at the end of the current step, keep the image and a checkpoint, exit cleanly.
 
 A run moves through three phases, and a signal means something different in each:
 
@@ -8,12 +8,14 @@ A run moves through three phases, and a signal means something different in each
   step (interrupted.png then holds the last completed step, and no checkpoint is written);
 * while outputs are written: finish writing, then stop.
 
+SIGHUP (the terminal closed, the SSH session lost) is treated like SIGTERM.
+
 SIGUSR1 asks for the same stop but never escalates: a sweep worker gets it when its launcher dies (several at
 once: one per thread of the launcher), and SLURM sends it ahead of a time limit with `--signal=USR1@120`.
 
 Stopping raises `Interrupted`, a BaseException (like KeyboardInterrupt, it is not swallowed by `except
 Exception`) but not a KeyboardInterrupt, which Lightning would turn into `sys.exit(1)`. The command line turns
-it into exit status 128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM, 138 for SIGUSR1.
+it into exit status 128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP, 138 for SIGUSR1.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ import lightning as L
 
 from ..errors import Interrupted, signal_name
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 GENTLE = (signal.SIGUSR1,)  # a request to stop at the next step boundary, however often it comes
 
 
 class SignalGuard:
-    """Owns SIGINT, SIGTERM and SIGUSR1 for the length of a run (main thread only; elsewhere it does nothing)."""
+    """Owns SIGINT, SIGTERM, SIGHUP and SIGUSR1 for the length of a run (main thread only; elsewhere it does nothing)."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None  # the first signal received

@@ -4,6 +4,7 @@ in `prepare`, before its output folder exists."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
@@ -11,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ..config import scale_sizes, steps_per_scale, style_paths
-from ..errors import ConfigError
+from ..config import layers_of, scale_sizes, steps_per_scale, style_paths
+from ..errors import ConfigError, OutputError
+from ..files import save_png
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
 from ..model import color
 from ..model.module import Picture, Schedule
@@ -57,10 +59,35 @@ class Job:
         """(height, width) at every scale: pictures with the same sizes can share a batch."""
         return tuple(fit_size(self.inputs.content.size, s)[::-1] for s in scale_sizes(self.cfg))
 
+    def inputs_record(self) -> dict:
+        """What the picture's objective is made of, for its checkpoint: digests of the content and style images as
+        the optimization sees them, and the settings that change the loss (runner/checkpoint.check_inputs)."""
+        return {"content": digest(self.inputs.content), "styles": [digest(s) for s in self.inputs.styles],
+                "settings": objective_settings(self.cfg)}
+
     def picture(self) -> Picture:
         blend = list(self.cfg.data.style_weights or [1.0] * len(self.inputs.styles))
         return Picture(self.inputs.content, self.inputs.styles, [w / sum(blend) for w in blend], self.inputs.init,
                        self.cfg.seed, self.cfg.data.style_scale)
+
+
+def digest(image: Image.Image) -> str:
+    h = hashlib.sha256(f"{image.mode} {image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()[:16]
+
+
+def objective_settings(cfg: DictConfig) -> dict:
+    """The settings that define the loss a picture minimizes: a resume with other values would optimize a blend."""
+    content_layers, style_layers = layers_of(cfg)
+    plain = lambda v: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v  # noqa: E731
+    return {"model.weights": cfg.model.weights, "model.pooling": cfg.model.pooling,
+            "model.content_layers": content_layers, "model.style_layers": style_layers,
+            "model.style_layer_weights": plain(cfg.model.style_layer_weights),
+            "loss.content_weight": float(cfg.loss.content_weight), "loss.style_weight": float(cfg.loss.style_weight),
+            "loss.tv_weight": float(cfg.loss.tv_weight), "loss.normalize": bool(cfg.loss.normalize),
+            "data.style_weights": plain(cfg.data.style_weights), "data.style_scale": float(cfg.data.style_scale),
+            "color.preserve": cfg.color.preserve}
 
 
 def prepare_inputs(cfg: DictConfig) -> Inputs:
@@ -108,6 +135,29 @@ def prepare(job: Job) -> Job:
     sizes = job.sizes()
     schedule = Schedule(scale_sizes(cfg), steps_per_scale(cfg))
     # the image after `step` steps has the size of the scale of the last step done
-    job.resume_step = checkpoint.check_resumable(checkpoint.load(path), path, cfg.optim.name, cfg.trainer.max_steps,
+    saved = checkpoint.load(path)
+    job.resume_step = checkpoint.check_resumable(saved, path, cfg.optim.name, cfg.trainer.max_steps,
                                                  lambda step: sizes[schedule.scale_at(max(step - 1, 0))])
+    unchecked = checkpoint.check_inputs(saved, path, job.inputs_record(), force=cfg.resume == "force")
+    if unchecked:
+        warnings.warn(unchecked, stacklevel=3)
     return job
+
+
+def keep_pictures(jobs: list[Job], images: list[Image.Image], step: int, error: OutputError) -> OutputError:
+    """After a write failed during the run (a full disk): each picture's interrupted.png, where it can still be
+    written. The checkpoint that was being replaced is whole (writes are atomic); the error says what was kept."""
+    kept = []
+    for job, image in zip(jobs, images):
+        try:
+            save_png(image, os.path.join(job.dir, "interrupted.png"))
+            kept.append(os.path.join(job.dir, "interrupted.png"))
+        except OutputError:
+            pass
+    if len(jobs) == 1:
+        old = checkpoint.path_in(jobs[0].dir)
+        tail = f"; {old} is from an earlier step" if os.path.exists(old) else ""
+        what = f"the image after {step} steps is in {kept[0]}{tail}" if kept else "no image could be written either"
+    else:
+        what = f"interrupted.png (after {step} steps) written for {len(kept)} of {len(jobs)} pictures"
+    return OutputError(f"{error}; {what}")

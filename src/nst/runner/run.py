@@ -32,7 +32,7 @@ from . import checkpoint, memory
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
-from .job import Job, RunResult, prepare
+from .job import Job, RunResult, keep_pictures, prepare
 from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
 
@@ -79,9 +79,15 @@ def run(cfg: DictConfig, extra_config: Optional[dict] = None) -> RunResult:
     is created. Ctrl-C or SIGTERM raises Interrupted after writing interrupted.png, config.yaml and last.ckpt;
     a non-finite loss raises TrainingError after writing last_good.png (docs/reliability.md).
     """
+    existed = os.path.isdir(cfg.output.dir)
     with SignalGuard() as guard:
         job = prepare(Job(cfg, extra_config))
-        fit_batch([job], guard)
+        try:
+            fit_batch([job], guard)
+        except Interrupted:
+            if not existed and os.path.isdir(job.dir) and not os.listdir(job.dir):  # stopped before step 1
+                os.rmdir(job.dir)
+            raise
     if job.error:
         raise TrainingError(job.error)
     return job.result
@@ -246,7 +252,8 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
     progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
     if progress is not None:
         sinks.append(progress)
-    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive)
+    io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive,
+                                     inputs=[job.inputs_record() for job in jobs])
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     devices = 1 if cfg.trainer.devices in ("auto", "1") else cfg.trainer.devices  # auto: every GPU, i.e. DDP
@@ -328,6 +335,10 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     except Interrupted as e:  # a second signal: the step in progress was cut short
         guard.phase = "hold"
         raise interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
+    except OutputError as e:  # a periodic checkpoint could not be written (a full disk): keep the pictures
+        guard.phase = "hold"
+        raise keep_pictures(jobs, [j.inputs.render(module.target[b:b + 1]) for b, j in enumerate(jobs)],
+                            trainer.global_step, e) from None
     except TrainingError as e:  # the whole batch (an update that overflowed)
         guard.phase = "hold"
         for b, job in enumerate(jobs):
@@ -374,9 +385,14 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
         save_png(image, os.path.join(job.dir, "final.png"))
         save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))
+        if os.path.exists(os.path.join(job.dir, "interrupted.png")):  # a resumed run's: final.png supersedes it
+            os.unlink(os.path.join(job.dir, "interrupted.png"))
         job.result = RunResult(image, metrics, job.dir)
     if jobs[0].cfg.output.checkpoint and any(alive):
-        trainer.save_checkpoint(checkpoint.path_in(jobs[0].dir), weights_only=False)
+        try:
+            trainer.save_checkpoint(checkpoint.path_in(jobs[0].dir), weights_only=False)
+        except OutputError as e:  # the pictures are written: say so
+            raise OutputError(f"{e}; final.png, config.yaml and metrics.json were written") from None
     for b, job in enumerate(jobs):
         if wandb is not None and job.run is not None and job.result is not None:
             if job.cfg.logger.image_every:

@@ -19,8 +19,16 @@ NaN loss, out of memory) gets a `failed` row with its error and does not stop th
 then 1. Config errors exit with status 2 and one line `error: ...`.
 """
 
-from .command import main
-from .plan import Pair, pair_config, plan, state, sweep_name
-from .processes import Dist, dist_info
+import sys
+
+try:  # torch and Lightning: seconds of imports, during which Ctrl-C must not print a traceback
+    from .command import main
+    from .plan import Pair, pair_config, plan, state, sweep_name
+    from .processes import Dist, dist_info
+except KeyboardInterrupt:
+    if sys.argv[:1] != ["-m"]:  # imported by a program: its Ctrl-C is its own
+        raise
+    print("interrupted", file=sys.stderr)  # python -m nst.sweep (sys.argv[0] is "-m" while it is being found)
+    raise SystemExit(130) from None
 
 __all__ = ["Dist", "Pair", "dist_info", "main", "pair_config", "plan", "state", "sweep_name"]

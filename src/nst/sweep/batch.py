@@ -231,10 +231,12 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
         # Nothing is retried in here: the traceback holds the failed attempt's frames, and with them its
         # activations and optimizer state, until the except block ends.
         out_of_memory = True
-    except Exception as e:  # output.dir problems, a bug: every pair of the batch fails, the sweep goes on
+    except Exception as e:  # output.dir problems, a bug: every unfinished pair of the batch fails, the sweep goes on
         details = traceback.format_exc()
         free_memory()
-        return [failed(d, w, first_line(e, typed=True), details) for w in batch]
+        # A pair whose final.png and metrics.json were written before the failure (last.ckpt on a full disk) is done.
+        return [finished_but(d, w, first_line(e, typed=True)) if w.job.result is not None
+                else failed(d, w, first_line(e, typed=True), details) for w in batch]
     if out_of_memory:
         free_memory()
         if len(batch) == 1:
@@ -256,6 +258,15 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
         results.append(Result(work.pair.index, "done", d.rank, metrics=m))
         say(d, f"{work.where}: done in {m['seconds']:.1f} s, {m['steps']} steps, loss {m['loss']:.4g}")
     return results
+
+
+def finished_but(d: Dist, work: Work, message: str) -> Result:
+    """A pair whose outputs are all written although something after them failed (its last.ckpt)."""
+    m = work.job.result.metrics
+    if os.path.exists(os.path.join(work.pair.dir, ERROR_FILE)):
+        os.unlink(os.path.join(work.pair.dir, ERROR_FILE))
+    say(d, f"{work.where}: done in {m['seconds']:.1f} s, {m['steps']} steps, loss {m['loss']:.4g}; but {message}")
+    return Result(work.pair.index, "done", d.rank, metrics=m)
 
 
 def failed(d: Dist, work: Work, message: str, details: str = "") -> Result:

@@ -2,10 +2,12 @@
 on one output folder share the pairs and never run one twice at the same time.
 
 A claim is made with O_CREAT | O_EXCL (atomic on a local disk and on NFS v3 or later) and holds the owner's host,
-pid, start time and a token; its modification time is the owner's heartbeat, touched every HEARTBEAT seconds by a
-thread. A claim whose owner is gone is taken over: on the same host when its pid is dead, on any host when its
-heartbeat is older than `stale` seconds. Taking over first renames the old claim away, which only one process
-can do, so two processes never both take over one claim.
+pid, the time its process was created and a token; its modification time is the owner's heartbeat, touched every
+HEARTBEAT seconds by a thread. A claim belongs to a live owner only while its heartbeat is younger than `stale`
+seconds and, on the same host, while the process with its pid is the one that wrote it (same creation time: a pid
+is reused after its process ends, by any process, e.g. pid 1 after a container restart). Any other claim is taken
+over. Taking over first renames the old claim away, which only one process can do, so two processes never both
+take over one claim.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
+from ..errors import OutputError
+from .processes import start_time_of
+
 CLAIM = ".claim"
 HEARTBEAT = 20.0  # seconds between touches of a held claim
-STALE = 300.0  # default: a claim untouched this long (from another host) belongs to nobody
+STALE = 300.0  # default: a claim untouched this long belongs to nobody
+SAME_PROCESS = 1.0  # seconds: creation times closer than this are one process (a claimant lives longer)
 
 
 @dataclass
@@ -40,23 +46,32 @@ def read(path: str) -> Optional[dict]:
 
 
 def owner_alive(path: str, info: Optional[dict], stale: float) -> bool:
-    """Whether the claim's owner may still be computing: its pid is alive on this host, or (another host) its
-    heartbeat is recent. An unreadable claim that is recent is someone still writing it."""
+    """Whether the claim's owner may still be computing: its heartbeat is younger than `stale` seconds and, on this
+    host, its process is alive and is the one that wrote the claim. An unreadable claim that is recent is someone
+    still writing it."""
     try:
         age = time.time() - os.stat(path).st_mtime
     except OSError:
         return False
     if info is None or not isinstance(info.get("pid"), int):
         return age < 10.0
-    if info.get("host") == socket.gethostname():
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's live process
-            return True
+    if age >= stale:
+        return False
+    if info.get("host") != socket.gethostname():
         return True
-    return age < stale
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process: its creation time still tells whether it is the owner
+        pass
+    written_by = info.get("pid_started")
+    if not isinstance(written_by, (int, float)):  # a claim of an older version: pid and heartbeat only
+        return True
+    started = start_time_of(info["pid"])
+    if started is None:  # it ended just now, or there is no /proc here to tell (then the pid has to do)
+        return start_time_of("self") is None
+    return abs(started - written_by) < SAME_PROCESS
 
 
 def describe(info: Optional[dict]) -> str:
@@ -68,7 +83,8 @@ def take(folder: str, stale: float = STALE, name: str = CLAIM) -> tuple[Optional
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, name)
     token = uuid.uuid4().hex
-    record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "token": token})
+    record = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_started": start_time_of("self"),
+                         "started": time.time(), "token": token})
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -83,8 +99,12 @@ def take(folder: str, stale: float = STALE, name: str = CLAIM) -> tuple[Optional
             except OSError:
                 pass  # another process took it over first; look again
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(record)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(record)
+        except OSError as e:  # a full disk: an empty claim would look like one being written, for 10 s
+            os.unlink(path)
+            raise OutputError(f"cannot write {path} ({e.strerror or e})") from None
         return Claim(path, token), None
     return None, read(path)
 

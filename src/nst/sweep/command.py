@@ -62,9 +62,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         say(d, f"{line}\nrun the same command again to finish the sweep: complete pairs are skipped, "
                 f"an interrupted one goes on from its checkpoint")
         return status
+    except UserError as e:  # a claim that cannot be written (a full disk)
+        status, line = exit_line(e)
+        print(line, file=sys.stderr, flush=True)
+        return status
     finally:
         heartbeat.close()
-    return report(cfg, pairs, results, d, since)
+    try:
+        return report(cfg, pairs, results, d, since)
+    except UserError as e:  # summary.csv or the contact sheet cannot be written (a full disk)
+        status, line = exit_line(e)
+        print(line, file=sys.stderr, flush=True)
+        return status
 
 
 SUMMARY_LINE = re.compile(r"sweep '(?P<name>.*)': (?P<done>\d+) done, (?P<cached>\d+) already complete, "
@@ -92,10 +101,15 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
     the others say who is still at work. Exit status 1 when a pair of this process (or, for the writer, of the
     sweep) failed or is left undone."""
     own_failed = any(r.status == "failed" for r in results)
-    busy = [p for p in pairs if claims.owner_alive(os.path.join(p.dir, claims.CLAIM),
-                                                   claims.read(os.path.join(p.dir, claims.CLAIM)), cfg.sweep.stale_after)]
-    if busy:
-        say(d, f"{len(busy)} pair(s) still being computed by other processes (the last to finish writes the summary)")
+    busy = []
+    for p in pairs:
+        path = os.path.join(p.dir, claims.CLAIM)
+        info = claims.read(path)
+        if claims.owner_alive(path, info, cfg.sweep.stale_after):
+            busy.append(f"{p.name} ({claims.describe(info)})")
+    if busy:  # live processes with fresh heartbeats: the last of them to finish writes the summary
+        say(d, f"{len(busy)} pair(s) still being computed by other processes (the last to finish writes the "
+               f"summary): {', '.join(busy)}")
         return 1 if own_failed else 0
     writing, owner = claims.take(cfg.output.dir, cfg.sweep.stale_after, name=SUMMARY_CLAIM)
     if writing is None:

@@ -45,14 +45,21 @@ def process_start_time() -> float:
     """When this process was created (wall clock, Linux; elsewhere: now). The processes of one launch are created
     within moments of each other however long each one's imports take, so a pair finished after this time was
     computed by this launch and not found complete from an earlier one."""
+    started = start_time_of("self")
+    return time.time() if started is None else min(time.time(), started)
+
+
+def start_time_of(pid: int | str) -> Optional[float]:
+    """When process `pid` ("self": this one) was created, wall clock, from /proc (Linux); None when there is no
+    such process or no /proc. With the pid it tells a process from a later one that was given the same pid."""
     try:
-        with open("/proc/self/stat") as f:
+        with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()  # from field 3 on: the command name may hold spaces
         with open("/proc/stat") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return min(time.time(), boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"))  # field 22: start, in ticks
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks since boot
     except (OSError, ValueError, IndexError, StopIteration):
-        return time.time()
+        return None
 
 
 def dist_info(env: Optional[dict] = None) -> Dist:
