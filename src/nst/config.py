@@ -117,11 +117,14 @@ class OutputConfig:
 @dataclass
 class LoggerConfig:
     mode: str = "auto"  # auto (online with W&B credentials, else offline) | online | offline | disabled
-    project: str = "neural-style"
+    project: Optional[str] = None  # default: WANDB_PROJECT, else neural-style
+    entity: Optional[str] = None  # default: WANDB_ENTITY, else the W&B key's default entity
     group: Optional[str] = None
     job_type: str = "single"
     tags: List[str] = field(default_factory=list)
     name: Optional[str] = None
+    notes: Optional[str] = None  # the run's description in W&B
+    log_checkpoint: bool = False  # also log last.ckpt as a versioned W&B artifact (type model)
     log_every: int = 1  # steps between loss logs
     image_every: int = 50  # steps between image grids (and at the end)
 
