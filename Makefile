@@ -17,7 +17,7 @@ GPU_PY = $(if $(wildcard $(PY)),$(PY),PYTHONPATH=$(CURDIR)/src$(if $(PYTHONPATH)
 SWEEP_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/sweep.yaml)
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## create .venv and install the project (once; again when pyproject.toml changes)
 

@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, first_line
 from .model.vgg import LAYERS, NAMED_SOURCES, looks_like_path
+from .paths import resolve_inputs
 
 PRESETS = {
     # Gatys et al. 2015, Figure 2: content at conv4_2, style at conv1_1..conv5_1 with equal weights.
@@ -181,6 +182,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: a config file must be a mapping of keys")
+            resolve_inputs(loaded, os.path.dirname(path))  # its relative input paths are relative to it
             layers.append(loaded)
         if base is not None:
             layers.append(OmegaConf.create(base))
@@ -190,6 +192,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         layers.append(OmegaConf.from_dotlist(list(overrides or [])))
         cfg = OmegaConf.merge(*layers)
         OmegaConf.resolve(cfg)
+        resolve_inputs(cfg, None)  # assets/*.jpg from anywhere: the copies installed with nst
     except OmegaConfBaseException as e:
         raise ConfigError(_naming_the_key(e)) from None
     except ConfigError:
