@@ -196,15 +196,24 @@ def test_a_sweep_rerun_goes_on_with_its_one_summary_run_whose_config_says_what_i
     assert sorted(r.config["loss"]["style_weight"] for r in pairs) == [3, 300]
 
 
-def test_under_a_sweep_agent_the_config_is_flat_so_its_keys_and_ours_are_one(tmp_path, monkeypatch):
+def test_under_a_sweep_agent_the_config_is_flat_so_its_keys_and_ours_are_one(tmp_path):
+    out = tmp_path / "run"
+    proc = done(train_py(small(out, "loss.style_weight=3", steps=1), wandb_env(tmp_path, WANDB_SWEEP_ID="abcdefgh")))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [record] = offline_runs(str(out))
+    assert record.config.get("loss.style_weight") == 3 and "loss" not in record.config, sorted(record.config)
+
+
+def test_a_failed_picture_ends_its_run_with_exit_code_1_and_says_why(tmp_path, monkeypatch):
+    import wandb
+
     from nst.config import load_config
-    monkeypatch.setenv("WANDB_SWEEP_ID", "abcdefgh")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    cfg = load_config(None, ["logger.mode=offline", f"output.dir={tmp_path}", "loss.style_weight=3"])
+    cfg = load_config(None, ["logger.mode=offline", f"output.dir={tmp_path}"])
     run = tracking.start_run(cfg, str(tmp_path))
     tracking.finish(run, types.SimpleNamespace(result=None, error="broke"))
+    wandb.teardown()  # every record on disk before reading them
     [record] = offline_runs(str(tmp_path))
-    assert record.config.get("loss.style_weight") == 3 and "loss" not in record.config, sorted(record.config)
     assert record.exit_code == 1 and record.summary["stopped"] == "failed" and record.summary["error"] == "broke"
 
 
