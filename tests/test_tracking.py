@@ -135,13 +135,14 @@ def test_interrupted_then_resumed_twice_is_one_wandb_run_with_the_right_exit_cod
 def test_a_rerun_of_one_setting_versions_one_artifact_named_by_content_style_and_setting(tmp_path):
     env = wandb_env(tmp_path)
     procs = [train_py(small(tmp_path / name, *extra, steps=2), env)
-             for name, extra in (("a", ()), ("b", ()), ("c", ("loss.style_weight=300",)))]
+             for name, extra in (("a", ()), ("b", ("logger.log_checkpoint=true",)), ("c", ("loss.style_weight=300",)))]
     for p in procs:
         proc = done(p)
         assert proc.returncode == 0, proc.stderr[-2000:]
     names = {name: offline_runs(str(tmp_path / name))[0].artifacts for name in "abc"}
-    assert names["a"] == names["b"] and names["a"] != names["c"]
     [name] = names["a"]
+    assert names["b"] == [name, name.replace("final-", "ckpt-", 1)]  # logger.log_checkpoint: last.ckpt too
+    assert names["c"] != names["a"]
     assert name.startswith("final-tubingen__starry_night-")
     meta = offline_runs(str(tmp_path / "a"))[0].artifact_metadata[name]
     assert meta["config_digest"] == name.rsplit("-", 1)[1] and meta["loss"] > 0
