@@ -61,8 +61,10 @@ def unreachable() -> Optional[str]:
     """Why the W&B server (or the HTTPS proxy in the way) does not take a TCP connection within PROBE_TIMEOUT
     seconds, or None when it does: a machine without network learns it in a moment, not after wandb's minute."""
     url = base_url()
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") if url.startswith("https") else \
-        os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy")
+    scheme = "https" if url.startswith("https") else "http"
+    proxy = os.environ.get(f"{scheme.upper()}_PROXY") or os.environ.get(f"{scheme}_proxy")
+    if urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1"):
+        proxy = None
     parts = urlsplit(proxy or url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     with _probe_lock:
