@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= configs/starry.yaml
 ARGS   ?=
 NPROC  ?= 2
+# The lowest versions pyproject.toml allows, for make test-min
+MIN_PINS := torch==2.5.0 torchvision==0.20.0 lightning==2.6.0 wandb==0.19.10 pillow==10.1.0 omegaconf==2.3.0
 
-.PHONY: help setup run test test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples
+.PHONY: help setup run test test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples
 
 # GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
 # one, else python3 with src/ on the path.
@@ -17,7 +19,7 @@ GPU_PY = $(if $(wildcard $(PY)),$(PY),PYTHONPATH=$(CURDIR)/src$(if $(PYTHONPATH)
 SWEEP_CONFIG = $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/sweep.yaml)
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## create .venv and install the project (once; again when pyproject.toml changes)
 
@@ -32,6 +34,11 @@ run: $(STAMP)  ## stylize: make run CONFIG=configs/starry.yaml ARGS="data.size=2
 
 test: $(STAMP)  ## fast test suite (CPU, a few minutes)
 	$(PY) -m pytest -q $(ARGS)
+
+test-min:  ## the fast suite against the lowest declared versions, in a second venv (.venv-min)
+	test -x .venv-min/bin/python || $(PYTHON) -m venv .venv-min
+	.venv-min/bin/python -m pip install --quiet -e '.[test]' $(MIN_PINS)
+	.venv-min/bin/python -m pytest -q $(ARGS)
 
 test-slow: $(STAMP)  ## the slow tests too (real weights at larger sizes)
 	$(PY) -m pytest -q -m '' $(ARGS)

@@ -15,19 +15,16 @@ def stylize(content: str, style: str | list[str], config: str | None = None, **o
     """Stylize `content` after `style`; overrides use the config's dotted keys with `__` for dots.
 
     >>> stylize("assets/tubingen.jpg", "assets/starry_night.jpg", data__size=256, trainer__max_steps=100)
+
+    The overrides are Python values merged as a config layer (None is null, lists stay lists), not strings.
     """
-    base: dict[str, Any] = {"data": {"content": content, "style": style}}
-    dotted = [f"{k.replace('__', '.')}={_yaml(v)}" for k, v in overrides.items()]
-    if not any(k.startswith("output__dir") for k in overrides):
-        dotted.append(f"output.dir={tempfile.mkdtemp(prefix='nst-')}")
-    if not any(k.startswith("logger__mode") for k in overrides):
-        dotted.append("logger.mode=disabled")
-    return run(load_config(config, dotted, base=base)).image
-
-
-def _yaml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_yaml(v) for v in value) + "]"
-    return str(value)
+    base: dict[str, Any] = {"data": {"content": content, "style": style}, "logger": {"mode": "disabled"}}
+    if "output__dir" not in overrides:
+        base["output"] = {"dir": tempfile.mkdtemp(prefix="nst-")}
+    for key, value in overrides.items():
+        *sections, last = key.split("__")
+        node = base
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[last] = value
+    return run(load_config(config, base=base)).image

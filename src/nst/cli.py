@@ -13,11 +13,33 @@ from .errors import ConfigError, exit_line
 
 def parse(argv: list[str], prog: str, description: str, epilog: str) -> argparse.Namespace:
     """--config FILE and key=value overrides; --key=value and --key value are the same overrides (what a W&B
-    sweep agent passes)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog)
-    parser.add_argument("--config", "-c", help="YAML config file (defaults: src/nst/config.py)")
+    sweep agent passes). --help lists every config key with its default; --print-config asks for the resolved
+    config instead of a run."""
+    if any(a in ("-h", "--help") for a in argv):  # the schema imports torch: only when the list is shown
+        epilog = f"{epilog}\n\nconfig keys and their defaults:\n{config_keys()}"
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "-c", help="YAML config file (defaults: the keys below)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (file, then overrides) as YAML and exit")
     parser.add_argument("overrides", nargs="*", help="key=value overrides (or --key=value, --key value)")
     return parser.parse_args(as_overrides(argv, parser))
+
+
+def config_keys() -> str:
+    """`  key  default` for every key of the schema, one a line."""
+    from omegaconf import OmegaConf
+
+    from .config import Config
+
+    def lines(node: dict, prefix: str = ""):
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                yield from lines(value, f"{prefix}{key}.")
+            else:
+                shown = OmegaConf.to_yaml({"v": value}).strip()[3:].strip() if value is not None else "null"
+                yield f"  {prefix}{key:<{max(1, 30 - len(prefix))}} {shown}"
+    return "\n".join(lines(OmegaConf.to_container(OmegaConf.structured(Config))))
 
 
 def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
@@ -26,7 +48,7 @@ def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         name = arg[2:].split("=", 1)[0]
-        if not arg.startswith("--") or name in ("config", "help") or not name:
+        if not arg.startswith("--") or name in ("config", "help", "print-config") or not name:
             out.append(arg)
         elif "=" in arg:
             out.append(arg[2:])
@@ -39,14 +61,18 @@ def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    args = parse(argv, "train.py", "Neural style transfer (Gatys et al.).",
-                 "Overrides are key=value pairs of the config schema, e.g. data.size=256 trainer.max_steps=100.")
+def main(argv: list[str], prog: str = "train.py") -> int:
+    args = parse(argv, prog, "Neural style transfer (Gatys et al.).",
+                 "Overrides are key=value pairs of the config schema, e.g. data.size=256 trainer.max_steps=100."
+                 + ("\n`nst sweep ...` (or nst-sweep) runs a sweep: nst sweep --help." if prog == "nst" else ""))
     try:
-        # Imported here so that --help and argument errors answer at once, not after seconds of torch and Lightning.
-        from .config import load_config
-        from .runner.run import run
+        # Imported here so that argument errors answer at once, not after seconds of torch and Lightning.
+        from .config import load_config, to_yaml
         cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            print(to_yaml(cfg), end="")
+            return 0
+        from .runner.run import run
         if cfg.sweep.contents or cfg.sweep.styles or cfg.sweep.pairs:
             raise ConfigError(f"sweep: {args.config or 'this config'} describes a sweep of many pairs; run it with "
                               f"make sweep CONFIG={args.config} or python -m nst.sweep --config {args.config}")
@@ -78,3 +104,12 @@ def exit_now(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def entry() -> NoReturn:
+    """The `nst` command and `python -m nst`: train.py's command line; `nst sweep ...` is `nst-sweep ...`."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["sweep"]:
+        from .sweep.command import main as sweep_main
+        sys.exit(sweep_main(argv[1:], prog="nst sweep"))
+    exit_now(main(argv, prog="nst"))

@@ -17,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, first_line
 from .model.vgg import LAYERS, NAMED_SOURCES, looks_like_path
+from .paths import resolve_inputs
 
 PRESETS = {
     # Gatys et al. 2015, Figure 2: content at conv4_2, style at conv1_1..conv5_1 with equal weights.
@@ -123,11 +124,14 @@ class OutputConfig:
 @dataclass
 class LoggerConfig:
     mode: str = "auto"  # auto (online with W&B credentials, else offline) | online | offline | disabled
-    project: str = "neural-style"
+    project: Optional[str] = None  # default: WANDB_PROJECT, else neural-style
+    entity: Optional[str] = None  # default: WANDB_ENTITY, else the W&B key's default entity
     group: Optional[str] = None
     job_type: str = "single"
     tags: List[str] = field(default_factory=list)
     name: Optional[str] = None
+    notes: Optional[str] = None  # the run's description in W&B
+    log_checkpoint: bool = False  # also log last.ckpt as a versioned W&B artifact (type model)
     log_every: int = 1  # steps between loss logs
     image_every: int = 50  # steps between image grids (and at the end)
 
@@ -199,6 +203,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: a config file must be a mapping of keys")
+            resolve_inputs(loaded, os.path.dirname(path))  # its relative input paths are relative to it
             layers.append(loaded)
         if base is not None:
             layers.append(OmegaConf.create(base))
@@ -212,6 +217,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
                     raise ConfigError(f"{key}: this key was removed; use {instead}")
         cfg = OmegaConf.merge(*layers)
         OmegaConf.resolve(cfg)
+        resolve_inputs(cfg, None)  # assets/*.jpg from anywhere: the copies installed with nst
     except OmegaConfBaseException as e:
         raise ConfigError(_naming_the_key(e)) from None
     except ConfigError:

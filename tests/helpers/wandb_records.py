@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import struct
 from dataclasses import dataclass, field
@@ -50,7 +51,19 @@ class OfflineRun:
     history_rows: int = 0
     config_keys: set[str] = field(default_factory=set)
     artifacts: list[str] = field(default_factory=list)
+    artifact_metadata: dict = field(default_factory=dict)  # artifact name -> its metadata
     images: list[str] = field(default_factory=list)
+    id: str = ""
+    resumed: bool = False
+    exit_code: int | None = None  # None: the run never finished (killed)
+    config: dict = field(default_factory=dict)  # key -> value, as last set
+    summary: dict = field(default_factory=dict)  # key ("a/b" for nested) -> value, as last set
+    history_steps: list[int] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)  # define_metric name -> its summary options
+
+
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
 
 
 def read_run(folder: str) -> OfflineRun:
@@ -62,15 +75,27 @@ def read_run(folder: str) -> OfflineRun:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             run.group, run.job_type, run.tags = rec.run.run_group, rec.run.job_type, list(rec.run.tags)
-            run.name = rec.run.display_name
+            run.name, run.id, run.resumed = rec.run.display_name, rec.run.run_id, rec.run.resumed
             run.config_keys |= {item.key for item in rec.run.config.update}
+            run.config.update({item.key: json.loads(item.value_json) for item in rec.run.config.update})
         elif kind == "config":
             run.config_keys |= {item.key for item in rec.config.update}
+            run.config.update({item.key: json.loads(item.value_json) for item in rec.config.update})
         elif kind == "history":
             run.history_rows += 1
-            run.history_keys |= {item.key or "/".join(item.nested_key) for item in rec.history.item}
+            items = {_key(item): item.value_json for item in rec.history.item}
+            run.history_keys |= set(items)
+            if "_step" in items:
+                run.history_steps.append(int(json.loads(items["_step"])))
+        elif kind == "summary":
+            run.summary.update({_key(item): json.loads(item.value_json) for item in rec.summary.update})
+        elif kind == "metric":
+            run.metrics[rec.metric.name] = str(rec.metric.summary).strip()
+        elif kind == "exit":
+            run.exit_code = rec.exit.exit_code
         elif kind == "artifact":
             run.artifacts.append(rec.artifact.name)
+            run.artifact_metadata[rec.artifact.name] = json.loads(rec.artifact.metadata or "{}")
     run.images = sorted(glob.glob(os.path.join(folder, "files", "media", "images", "*.png")))
     return run
 

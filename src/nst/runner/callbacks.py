@@ -20,7 +20,9 @@ Render = Callable[[torch.Tensor], Image.Image]  # a target row [1, 3, H, W] -> t
 
 
 def image_grid(images: list[Image.Image], height: int = 256, gap: int = 4) -> Image.Image:
-    """Side by side at a common height, on white: content | style | current target."""
+    """Side by side at a common height, on white: content | style | current target.
+
+    Pasted by hand, not torchvision.utils.make_grid: that needs equal sizes, and these differ in width."""
     scaled = [im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
               for im in images]
     width = sum(im.width for im in scaled) + gap * (len(scaled) - 1)
@@ -43,6 +45,7 @@ class WandbSink(Sink):
         self.runs, self.renders, self.contents, self.styles = runs, renders, contents, styles
         self.logged, self.scale_of = logged, scale_of
         self.queued: list[list[tuple[dict, int]]] = [[] for _ in runs]
+        self.minimum = [float("inf")] * len(runs)  # each picture's lowest logged loss: summary min_loss
 
     def send(self, b: int, data: dict, step: int, wait: bool = False) -> None:
         self.queued[b].append((data, step))
@@ -53,10 +56,24 @@ class WandbSink(Sink):
         """Picture b's run, once started, with everything queued for it logged."""
         if isinstance(self.runs[b], Future):
             self.runs[b] = self.runs[b].result()
+        lowest = self.minimum[b]
         for data, step in self.queued[b]:
             self.runs[b].log(data, step=step)
+            if data.get("loss", lowest) < self.minimum[b]:  # (NaN is never lower)
+                self.minimum[b] = data["loss"]
         self.queued[b].clear()
+        if self.minimum[b] < lowest:
+            self.runs[b].summary["min_loss"] = self.minimum[b]
         return self.runs[b]
+
+    def on_end(self) -> None:
+        """What is still queued for a run that was starting, logged: an interrupted run keeps its history too."""
+        for b, queued in enumerate(self.queued):
+            if queued and self.runs[b] is not None:
+                try:
+                    self.ready(b)
+                except Exception:  # the run never started: finish() and the outputs say what there is to say
+                    queued.clear()
 
     def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
         if not self.logged(step):

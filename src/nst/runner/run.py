@@ -32,6 +32,7 @@ from . import checkpoint, memory
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
+from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
 from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
@@ -118,7 +119,7 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
             raise OutputError(f"output.dir: {e}") from None
         finally:
             for job in jobs:
-                finish(job.run)
+                finish(job.run, job)  # exit code 1 for a picture that did not finish
                 job.run = None
     if guard.requested:
         where = jobs[0].dir if len(jobs) == 1 else f"the {len(jobs)} pictures' folders"
@@ -430,11 +431,5 @@ def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer
 
 
 def log_final(run, job: Job) -> None:
-    """Summary numbers for dashboard tables, and the final image as a versioned artifact."""
-    import wandb  # only when logging: it takes half a second to import
-    for key, value in job.result.metrics.items():
-        if isinstance(value, (int, float)):
-            run.summary[f"final/{key}"] = value
-    artifact = wandb.Artifact(f"final-{run.id}", type="image")
-    artifact.add_file(os.path.join(job.dir, "final.png"))
-    run.log_artifact(artifact)
+    """Summary numbers for dashboard tables, and the final image as a versioned artifact (tracking.log_final)."""
+    tracking.log_final(run, job.cfg, job.dir, job.result.metrics)

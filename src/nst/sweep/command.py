@@ -12,7 +12,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from ..cli import parse
-from ..config import load_config
+from ..config import load_config, to_yaml
 from ..errors import ConfigError, Interrupted, UserError, exit_line
 from ..runner.interrupt import SignalGuard
 from . import claims
@@ -26,14 +26,18 @@ from .report import Result, finalize
 SUMMARY_CLAIM = ".summary.claim"  # held while one process writes the summary
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv, "python -m nst.sweep",
+def main(argv: Optional[list[str]] = None, prog: str = "python -m nst.sweep") -> int:
+    args = parse(sys.argv[1:] if argv is None else argv, prog,
                  "Style transfer for many content/style pairs (see configs/sweep.yaml).",
                  "Launch with torchrun --nproc_per_node=N (one process per GPU) or srun; overrides are key=value "
                  "pairs of the config schema, e.g. data.size=256 'sweep.styles=[assets/the_scream.jpg]'.")
     d = dist_info()
     try:
         cfg = load_config(args.config, args.overrides)
+        if args.print_config:
+            if d.rank == 0:
+                print(to_yaml(cfg), end="")
+            return 0
         pairs = plan(cfg)
         try:
             os.makedirs(cfg.output.dir, exist_ok=True)
@@ -126,3 +130,8 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
         if row["status"] in ("failed", "todo"):
             say(d, f"  {row['status']}: {row['pair']}: {row['error']}")
     return 1 if counts["failed"] or counts["todo"] else 0
+
+
+def entry() -> None:
+    """The nst-sweep command."""
+    sys.exit(main(prog="nst-sweep"))

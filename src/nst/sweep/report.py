@@ -21,6 +21,7 @@ from ..errors import UserError, first_line
 from .plan import Pair, grid_keys, pair_config, state, stem, sweep_name
 
 ERROR_FILE = "error.txt"  # a failed pair's message and traceback
+SUMMARY_ID_FILE = "wandb_summary_id"  # the sweep's one summary run in W&B, which reruns go on with
 SUMMARY_COLUMNS = ["pair", "content", "style", "status", "loss", "content_loss", "style_loss", "tv_loss",
                    "seconds", "total_seconds", "steps", "evaluations", "height", "width", "batch", "rank", "error"]
 
@@ -179,13 +180,19 @@ def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "
 def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], drawn: dict, out_dir: str,
               grid: list[str]) -> Optional[str]:
     """One more W&B run in the sweep's group (job_type=summary): a Table of every run with thumbnails, its grid
-    settings and final losses, and the contact sheet(s). Returns the run's id, or None when logging is off."""
+    settings and final losses, and the contact sheet(s). One such run per sweep: a rerun goes on with it (its id
+    is in output.dir/wandb_summary_id). Its config says what it is, not a single run's values (a grid's base
+    `loss.style_weight` would match a filter on that value). Returns the run's id, or None when logging is off."""
     sc = copy.deepcopy(cfg)
     sc.logger.group = sweep_name(cfg)
     sc.logger.job_type = "summary"
     sc.logger.name = f"{sweep_name(cfg)} summary"
     sc.logger.tags = list(cfg.logger.tags) + ["summary"]
-    run = start_run(sc, out_dir, {"pairs": len(pairs)})
+    config = {"summary_of": "sweep", "sweep_name": sweep_name(cfg), "pairs": len(pairs),
+              "contents": list(dict.fromkeys(p.content for p in pairs)),
+              "styles": list(dict.fromkeys(p.style for p in pairs)),
+              "grid": {k: list(dict.fromkeys(p.settings[k] for p in pairs)) for k in grid}}
+    run = start_run(sc, out_dir, config=config, id_file=SUMMARY_ID_FILE, resume=True)
     if run is None:
         return None
     try:
