@@ -133,6 +133,8 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
     except Exception as e:
         raise VideoError(f"{path}: not a video file, or corrupt or truncated ({first_line(e, 160)})") from None
     with container:
+        if not container.streams:
+            raise VideoError(f"{path}: no frames (the file holds no streams)")
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
             raise VideoError(f"{path}: no video stream ({kinds})")

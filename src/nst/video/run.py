@@ -243,6 +243,7 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
     first = group[0].next == 0
     temporal = cfg.video.temporal and cfg.video.temporal_weight > 0
     fcfg = frame_config(cfg, first or not temporal)
+    fcfg.data.size = max(group[0].clip.size)  # the frames' even sides (io.frame_size), not data.size's rounding
     jobs, warped, weights = [], [], []
     flow_seconds = 0.0
     for vj in group:
