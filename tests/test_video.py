@@ -304,3 +304,15 @@ def test_rotation_metadata_variable_rate_and_odd_sizes_are_handled(tmp_path, cap
     assert code == 0, err
     p = vio.probe(str(out / "final.mp4"))
     assert p.frames == 2 and p.size[0] % 2 == 0 and p.size[1] % 2 == 0 and p.fps == 8
+
+
+def test_wandb_gets_the_frames_losses_the_temporal_loss_and_the_videos(tmp_path, capsys, one_thread):
+    from helpers.wandb_records import offline_runs
+    out = tmp_path / "run"
+    args = [a for a in video_args(out, pan_clip(tmp_path, n=3)) if not a.startswith("logger.mode")]
+    code, err = cli(capsys, [*args, "logger.mode=offline", "trainer.max_steps=3", "video.steps_later=2"])
+    assert code == 0, err
+    (run,) = offline_runs(str(out))
+    assert {"loss", "style_loss", "temporal_loss", "frame", "frame/loss", "frame/temporal_loss"} <= run.history_keys
+    assert {"video/_type", "video_side_by_side/_type"} <= run.history_keys
+    assert vio.probe(str(out / "side_by_side.mp4")).size == (48 * 2 + 4, 32)

@@ -50,7 +50,7 @@ from ..runner.run import build_module, check_memory, check_writable, make_traine
 from ..runner.telemetry import Sink
 from ..runner.tracking import finish, start_run
 from . import flow as flows
-from .io import Clip, as_array, read_clip, write_video
+from .io import Clip, read_clip, write_video
 from .progress import FrameProgress, StepBar
 
 PROGRESS = "progress.json"
@@ -385,20 +385,17 @@ def _finite(value):
 
 
 def log_video(run, job: VideoJob, frames: list[Image.Image], metrics: dict) -> None:
-    """The result as a wandb.Video, original | stylized side by side, and the numbers in the summary (uint8 arrays:
-    float ones came out black in some wandb versions)."""
-    import numpy as np
+    """The result as a wandb.Video (final.mp4), original | stylized side by side (side_by_side.mp4, written for
+    it), and the numbers in the summary. Files, not arrays: wandb encodes arrays with moviepy, not a dependency."""
     import wandb
+    from .showcase import side_by_side
 
-    fps = max(1, round(float(job.clip.fps)))
-    stylized = as_array(frames)
-    original = as_array(job.clip.frames)
-    gap = np.full((*original.shape[:3], 4), 255, dtype=np.uint8)
-    both = np.concatenate([original, gap, stylized], axis=3)
-    step = job.global_step
-    run.log({"video": wandb.Video(stylized, fps=fps, format="mp4"),
-             "video_side_by_side": wandb.Video(both, fps=fps, format="mp4", caption="original | stylized")},
-            step=step)
+    both = os.path.join(job.dir, "side_by_side.mp4")
+    write_video(both, [side_by_side(o, s) for o, s in zip(job.clip.frames, frames)], job.clip.fps,
+                crf=job.cfg.video.crf)
+    run.log({"video": wandb.Video(os.path.join(job.dir, "final.mp4"), format="mp4"),
+             "video_side_by_side": wandb.Video(both, format="mp4", caption="original | stylized")},
+            step=job.global_step)
     for key, value in metrics.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             run.summary[f"final/{key}"] = value
