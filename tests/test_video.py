@@ -228,8 +228,9 @@ def _zero_frames(path):
     ("truncated", ["corrupt or truncated"]),
     ("no_video_stream", ["no video stream", "audio"]),
     ("zero_frames", ["no frames"]),
-    ("empty_folder", ["no frames"]),
+    ("empty_folder", ["is a directory"]),
     ("start_past_end", ["video.start", "past the last"]),
+    ("glob_of_nothing", ["no frames"]),
 ])
 def test_a_bad_video_is_one_line_and_writes_nothing(tmp_path, capsys, kind, words):
     path = str(tmp_path / f"{kind}.mp4")
@@ -248,6 +249,8 @@ def test_a_bad_video_is_one_line_and_writes_nothing(tmp_path, capsys, kind, word
     elif kind == "empty_folder":
         path = str(tmp_path / "frames")
         os.mkdir(path)
+    elif kind == "glob_of_nothing":
+        path = str(tmp_path / "nothing-*.png")
     elif kind == "start_past_end":
         path = pan_clip(tmp_path, n=3)
         extra = ["video.start=5"]

@@ -35,8 +35,8 @@ def is_video(content: str) -> bool:
     """Whether data.content is a clip: a video file (an animated GIF, not a still one), a folder or a glob."""
     if any(ch in content for ch in "*?["):
         return True
-    if os.path.isdir(content):
-        return True
+    if os.path.isdir(content):  # a folder of frames (an empty one is an image run's "is a directory" error)
+        return any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(content))
     ext = os.path.splitext(content)[1].lower()
     if ext == ".gif":
         try:
