@@ -319,3 +319,12 @@ def test_wandb_gets_the_frames_losses_the_temporal_loss_and_the_videos(tmp_path,
     assert {"loss", "style_loss", "temporal_loss", "frame", "frame/loss", "frame/temporal_loss"} <= run.history_keys
     assert {"video/_type", "video_side_by_side/_type"} <= run.history_keys
     assert vio.probe(str(out / "side_by_side.mp4")).size == (48 * 2 + 4, 32)
+
+
+def test_a_video_computes_nothing_on_a_module_after_its_frames_teardown(tmp_path, capsys, one_thread):
+    from test_device import watching_teardown
+    with watching_teardown() as watch:
+        code, err = cli(capsys, video_args(tmp_path / "run", pan_clip(tmp_path, n=3), "trainer.max_steps=3",
+                                           "video.steps_later=2"))
+    assert code == 0, err
+    assert watch.total > 0 and watch.after == 0, (watch.total, watch.after)
