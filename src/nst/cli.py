@@ -76,13 +76,21 @@ def main(argv: list[str], prog: str = "train.py") -> int:
         if cfg.sweep.contents or cfg.sweep.styles or cfg.sweep.pairs:
             raise ConfigError(f"sweep: {args.config or 'this config'} describes a sweep of many pairs; run it with "
                               f"make sweep CONFIG={args.config} or python -m nst.sweep --config {args.config}")
-        result = run(cfg)
+        from .video.io import is_video
+        if is_video(cfg.data.content):
+            from .video.run import describe, run_video
+            result = run_video(cfg)
+        else:
+            result = run(cfg)
     except BaseException as e:
         ended = exit_line(e)
         if ended is None:
             raise
         print(ended[1], file=sys.stderr)
         return ended[0]
+    if not hasattr(result, "image"):  # a video
+        print(describe(result))
+        return 0
     m = result.metrics
     print(f"wrote {result.run_dir}/final.png ({m['size'][1]}x{m['size'][0]}) in {m['seconds']:.1f} s: "
           f"loss {m['loss']:.4g} (content {m['content_loss']:.4g}, style {m['style_loss']:.4g}), "

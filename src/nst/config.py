@@ -154,6 +154,22 @@ class SweepConfig:
 
 
 @dataclass
+class VideoConfig:
+    """data.content a video (mp4, mov, mkv, webm, avi, animated GIF), a folder or a glob of frames: stylized frame by
+    frame with temporal consistency (Ruder, Dosovitskiy and Brox 2016; see nst/video/)."""
+    start: int = 0  # first frame used (0-based)
+    max_frames: int = 0  # at most this many frames from `start` (0: to the end)
+    fps: float = 25.0  # frame rate of a folder or glob of frames (a video file keeps its own)
+    # false: the per-frame baseline, each frame from its own content with no temporal loss
+    temporal: bool = True
+    temporal_weight: float = 100.0  # the temporal loss against the earlier stylized frames warped into this one
+    # earlier frames the temporal loss looks at ([1]: the previous one; [1, 2, 4]: Ruder's long-term consistency)
+    long_term: List[int] = field(default_factory=lambda: [1])
+    steps_later: int = 50  # steps of each frame after the first (which runs trainer.max_steps, all scales)
+    crf: int = 18  # H.264 quality of final.mp4 (0 lossless .. 51; 18: visually lossless)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -165,6 +181,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     init: str = "content"  # content | noise | style | path to an image
     seed: int = 0
     # true: continue from output.dir/last.ckpt; force: even with other images or objective settings than the
@@ -330,6 +347,25 @@ def validate(cfg: DictConfig) -> None:
     if not (isinstance(cfg.resume, bool) or cfg.resume == "force"):
         raise ConfigError(f"resume: expected true, false or force, got {cfg.resume!r}")
     validate_sweep(cfg.sweep)
+    validate_video(cfg.video)
+
+
+def validate_video(video: DictConfig) -> None:
+    if video.start < 0:
+        raise ConfigError(f"video.start: a frame index >= 0, got {video.start}")
+    if video.max_frames < 0:
+        raise ConfigError(f"video.max_frames: must be >= 0 (0: every frame), got {video.max_frames}")
+    if not video.fps > 0 or math.isinf(video.fps):
+        raise ConfigError(f"video.fps: must be positive, got {video.fps}")
+    if not video.temporal_weight >= 0 or math.isinf(video.temporal_weight):
+        raise ConfigError(f"video.temporal_weight: must be >= 0 and finite, got {video.temporal_weight}")
+    long_term = list(video.long_term)
+    if not long_term or any(j < 1 for j in long_term) or len(set(long_term)) != len(long_term):
+        raise ConfigError(f"video.long_term: distinct frame distances >= 1, e.g. [1] or [1, 2, 4], got {long_term}")
+    if video.steps_later < 1:
+        raise ConfigError(f"video.steps_later: must be >= 1, got {video.steps_later}")
+    if not 0 <= video.crf <= 51:
+        raise ConfigError(f"video.crf: H.264 quality 0..51, got {video.crf}")
 
 
 def validate_sweep(sweep: DictConfig) -> None:

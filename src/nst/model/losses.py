@@ -81,3 +81,11 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return (dx ** 2).mean((1, 2, 3)) + (dy ** 2).mean((1, 2, 3))
+
+
+def temporal_term(image: torch.Tensor, warped: torch.Tensor, weights: torch.Tensor, scale: float) -> torch.Tensor:
+    """Ruder et al.'s temporal loss per image [B]: scale * sum over the earlier frames j and pixels of
+    c_j (x - w_j)^2, with image [B, 3, H, W], the earlier stylized frames warped into this one [B, J, 3, H, W] and
+    their per-pixel weights [B, J, 1, H, W]; scale = weight / D (D = 3 H W, the image's dimension)."""
+    diff = image[:, None] - warped
+    return (weights * diff.square()).flatten(1).sum(1) * scale

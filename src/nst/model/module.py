@@ -47,7 +47,7 @@ class Picture:
     content: Image.Image
     styles: list[Image.Image]
     blend: list[float]  # one weight per style, summing to 1
-    init: str | Image.Image  # content | noise | style | an image
+    init: str | Image.Image | torch.Tensor  # content | noise | style | an image | [1, 3, H, W] (a video frame's)
     seed: int = 0
     style_scale: float = 1.0  # the style images' longest side relative to the target's
 
@@ -164,6 +164,11 @@ class StyleTransferModule(L.LightningModule):
 
     def _initial_image(self, p: Picture) -> torch.Tensor:
         h, w = self.size_hw(0, p)
+        if isinstance(p.init, torch.Tensor):  # a video frame's start: the previous stylized frame, warped
+            init = p.init.detach().float().cpu()
+            if tuple(init.shape[-2:]) != (h, w):
+                init = F.interpolate(init, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+            return init.clone().contiguous()
         if isinstance(p.init, Image.Image):
             return to_tensor(p.init.resize((w, h), Image.Resampling.LANCZOS))
         if p.init == "noise":

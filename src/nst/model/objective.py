@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .losses import content_term, gatys_style_loss, style_term, tv_loss
+from .losses import content_term, gatys_style_loss, style_term, temporal_term, tv_loss
 from .precision import no_autocast
 
 
@@ -32,11 +32,15 @@ class LossSettings:
     style_weight: float
     tv_weight: float
     normalize: bool
+    # Video (Ruder et al. 2016): weight of the temporal loss against the earlier stylized frames warped into this
+    # one (set_temporal). 0: not a video frame, and no temporal_loss part.
+    temporal_weight: float = 0.0
 
     @property
     def part_names(self) -> list[str]:
         """The loss parts `Objective.forward` returns, in a fixed order."""
-        return ["loss", "content_loss", "style_loss", "tv_loss"] + [f"style/{k}" for k in self.style_layers]
+        temporal = ["temporal_loss"] if self.temporal_weight > 0 else []
+        return ["loss", "content_loss", "style_loss", "tv_loss", *temporal] + [f"style/{k}" for k in self.style_layers]
 
     @property
     def layers(self) -> list[str]:
@@ -58,6 +62,7 @@ class Objective(nn.Module):
         self.settings = settings
         self.batch = batch
         self.ready = False  # targets set (set_targets) for the current scale
+        self.temporal = False  # temporal targets set (set_temporal): a video frame after the first
         self.register_buffer("no_tv", torch.zeros(batch), persistent=False)
 
     def _put(self, name: str, value: torch.Tensor) -> None:
@@ -90,6 +95,28 @@ class Objective(nn.Module):
             self._put(f"style_scale_{k}", s.style_weight * lw / (4.0 * n * n * m * m * norm))
         self.ready = True
 
+    @torch.no_grad()
+    def set_temporal(self, warped: torch.Tensor, weights: torch.Tensor) -> None:
+        """A video frame's temporal targets (Ruder et al. 2016): the earlier stylized frames warped into this one
+        [B, J, 3, H, W] (J = 1: the previous frame only) and their per-pixel weights [B, J, 1, H, W] in [0, 1] (0 at
+        disocclusions and motion boundaries). [B, 3, H, W] and [B, 1, H, W] mean J = 1. They become buffers, like
+        every other target, so they follow the module to its device."""
+        if self.settings.temporal_weight <= 0:
+            raise ValueError("Objective: set_temporal needs LossSettings.temporal_weight > 0")
+        if warped.dim() == 4:
+            warped, weights = warped[:, None], weights[:, None]
+        if warped.shape[0] != self.batch or weights.shape[:2] != warped.shape[:2] or weights.shape[2] != 1:
+            raise ValueError(f"Objective: temporal targets {tuple(warped.shape)} and weights {tuple(weights.shape)} "
+                             f"for a batch of {self.batch}")
+        self._put("temporal_target", warped.float().contiguous())
+        self._put("temporal_weights", weights.float().contiguous())
+        self.temporal = True
+
+    def clear_temporal(self) -> None:
+        for name in ("temporal_target", "temporal_weights"):
+            self._buffers.pop(name, None)
+        self.temporal = False
+
     def forward(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss parts of each picture, named as in LossSettings.part_names, each [B] and weighted as they enter
         `loss`; `image` is the target (for total variation)."""
@@ -106,5 +133,15 @@ class Objective(nn.Module):
             style = sum(parts[f"style/{k}"] for k in s.style_layers)
             tv = s.tv_weight * tv_loss(image.float()) if s.tv_weight > 0 else self.no_tv
             total = content + style + tv if s.tv_weight > 0 else content + style
+            if s.temporal_weight > 0:
+                parts["temporal_loss"] = self.no_tv
+                if self.temporal:
+                    if self.temporal_target.shape[-2:] != image.shape[-2:]:
+                        raise RuntimeError(f"Objective: temporal targets of {tuple(self.temporal_target.shape[-2:])}"
+                                           f" for an image of {tuple(image.shape[-2:])}")
+                    h, w = image.shape[-2:]
+                    parts["temporal_loss"] = temporal_term(image.float(), self.temporal_target,
+                                                           self.temporal_weights, s.temporal_weight / (3 * h * w))
+                    total = total + parts["temporal_loss"]
         parts.update(loss=total, content_loss=content, style_loss=style, tv_loss=tv)
         return {k: parts[k] for k in s.part_names}

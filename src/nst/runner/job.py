@@ -29,7 +29,7 @@ class Inputs:
     """The images as the optimization sees them, and how to turn its target back into a picture."""
     content: Image.Image
     styles: list[Image.Image]
-    init: str | Image.Image
+    init: str | Image.Image | torch.Tensor
     render: Callable[[torch.Tensor], Image.Image]
 
 
@@ -90,10 +90,12 @@ def objective_settings(cfg: DictConfig) -> dict:
             "color.preserve": cfg.color.preserve}
 
 
-def prepare_inputs(cfg: DictConfig) -> Inputs:
-    """Read the images and apply the colour mode: everything that happens before optimization."""
-    content = open_rgb(cfg.data.content)
-    styles = [open_rgb(p) for p in style_paths(cfg)]
+def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
+                   styles: Optional[list[Image.Image]] = None) -> Inputs:
+    """Read the images and apply the colour mode: everything that happens before optimization. A video passes
+    its frame as `content` (and its style images, read once) instead of the files of data.content and data.style."""
+    content = open_rgb(cfg.data.content) if content is None else content
+    styles = [open_rgb(p) for p in style_paths(cfg)] if styles is None else styles
     init: str | Image.Image = cfg.init if cfg.init in ("content", "noise", "style") else open_rgb(cfg.init)
     w, h = fit_size(content.size, min(scale_sizes(cfg)))
     if min(w, h) < MIN_SIDE:

@@ -151,15 +151,18 @@ def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
                           f"anyway)")
 
 
-def build_module(jobs: list[Job]) -> StyleTransferModule:
+def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) -> StyleTransferModule:
+    """The module for a batch of prepared jobs. A video reuses one `extractor` for all its frames and gives its
+    frames a temporal loss (`temporal_weight`; nst.video.run)."""
     cfg = jobs[0].cfg
     content_layers, style_layers = layers_of(cfg)
     deepest = max(content_layers + style_layers, key=layer_index)
-    extractor = load_vgg19(cfg.model.weights, cfg.model.pooling, deepest, cfg.seed)
+    if extractor is None:
+        extractor = load_vgg19(cfg.model.weights, cfg.model.pooling, deepest, cfg.seed)
     lw = list(cfg.model.style_layer_weights or [1.0] * len(style_layers))
     total = sum(lw) or 1.0
     loss = LossSettings(content_layers, style_layers, [w / total for w in lw], cfg.loss.content_weight,
-                        cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize)
+                        cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize, temporal_weight)
     optimizer = OptimizerSettings(**cfg.optim)
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
                           image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
@@ -236,7 +239,7 @@ class Conclude(L.Callback):
 
 def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,
                  label: Optional[str], extra_callbacks: Sequence[L.Callback] = (),
-                 flush_seconds: Optional[float] = FLUSH_SECONDS
+                 flush_seconds: Optional[float] = FLUSH_SECONDS, extra_sinks: Sequence[Sink] = ()
                  ) -> tuple[L.Trainer, FailureWatch, Optional[WandbSink]]:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     tune_backends(accelerator, cfg.trainer.cudnn_benchmark)
@@ -253,6 +256,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
     progress = progress_sink(cfg.trainer.enable_progress_bar, module.recording.shown, label)
     if progress is not None:
         sinks.append(progress)
+    sinks.extend(extra_sinks)  # a video's W&B run and progress (nst.video.run)
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive,
                                      inputs=[job.inputs_record() for job in jobs])
     if cfg.output.checkpoint_every and cfg.output.checkpoint:

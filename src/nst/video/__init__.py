@@ -1,0 +1,1 @@
+"""Video: style transfer for clips with temporal consistency (Ruder, Dosovitskiy and Brox, 2016)."""

@@ -1,0 +1,277 @@
+"""Video in and out with PyAV (FFmpeg bundled, works offline): what counts as a video, decoding a clip (a file, a
+folder or a glob of frames) at the stylization size, and encoding H.264 with the input's audio stream copied.
+
+Everything that can be wrong with a clip is found in `read_clip`, before any output exists, and is one line
+(VideoError): no such file, not a video, no video stream, corrupt or truncated, zero frames, too large. A clip
+of variable frame rate is encoded at its average rate with every frame kept (metrics.json says so); rotation
+metadata is applied to the pixels; odd sizes become even (H.264 in yuv420p needs even sides) by the choice of
+the stylization size, never by padding.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterable, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError, first_line
+from ..files import _FILE_MODE, replaced_atomically
+from ..images import MIN_SIDE, fit_size, open_rgb
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class VideoError(ImageError):
+    """A video (or folder of frames) is missing, unreadable or unusable: one line, exit status 2."""
+
+
+def is_video(content: str) -> bool:
+    """Whether data.content is a clip: a video file (an animated GIF, not a still one), a folder or a glob."""
+    if any(ch in content for ch in "*?["):
+        return True
+    if os.path.isdir(content):  # a folder of frames (an empty one is an image run's "is a directory" error)
+        return any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(content))
+    ext = os.path.splitext(content)[1].lower()
+    if ext == ".gif":
+        try:
+            with Image.open(content) as im:
+                return getattr(im, "n_frames", 1) > 1
+        except Exception:
+            return False  # open_rgb reports it
+    return ext in VIDEO_EXTENSIONS
+
+
+def frame_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """(width, height) of the stylized frames: the longest side `longest`, both sides even (yuv420p), the aspect
+    kept to within a pixel."""
+    w, h = fit_size(size, longest)
+    return max(2, w - w % 2), max(2, h - h % 2)
+
+
+@dataclass
+class Clip:
+    """A decoded clip: its frames at the stylization size and what encoding needs to match the input."""
+    source: str
+    frames: list[Image.Image]  # RGB, `size`
+    fps: Fraction
+    original_size: tuple[int, int]  # (w, h) as displayed (rotation applied)
+    start: int  # index of the first frame used in the source
+    start_time: float = 0.0  # seconds from the source's start to the first frame used (audio is cut from there)
+    audio: bool = False  # the source has an audio stream (a file only)
+    variable_rate: bool = False
+    rotation: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.frames[0].size
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / float(self.fps)
+
+
+def _rotated(im: Image.Image, degrees: int) -> Image.Image:
+    """The frame as displayed: FFmpeg's display rotation is counter-clockwise, like PIL's rotate."""
+    return im.rotate(degrees, expand=True) if degrees % 360 else im
+
+
+def read_clip(path: str, longest: int, start: int = 0, max_frames: int = 0, fps: float = 25.0,
+              max_pixels: Optional[int] = None) -> Clip:
+    """Frames start .. start+max_frames-1 (max_frames=0: to the end) of a video file, folder or glob of images,
+    resized so that the longest side is `longest` (both sides even)."""
+    max_pixels = max_pixels or Image.MAX_IMAGE_PIXELS
+    if any(ch in path for ch in "*?[") or os.path.isdir(path):
+        clip = _read_frames(path, longest, start, max_frames, fps)
+    else:
+        clip = _read_file(path, longest, start, max_frames, max_pixels)
+    w, h = clip.size
+    if min(w, h) < MIN_SIDE:
+        raise VideoError(f"{path}: frames of {clip.original_size[0]}x{clip.original_size[1]} become {w}x{h} at "
+                         f"data.size={longest}, too small for VGG19 (each side needs at least {MIN_SIDE} px)")
+    return clip
+
+
+def _read_frames(path: str, longest: int, start: int, max_frames: int, fps: float) -> Clip:
+    if os.path.isdir(path):
+        files = [os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+        files = [p for p in glob.glob(path) if os.path.isfile(p)]
+    files = sorted(files)
+    if not files:
+        raise VideoError(f"{path}: no frames (no {', '.join(IMAGE_EXTENSIONS)} files)")
+    used = files[start:start + max_frames] if max_frames else files[start:]
+    if not used:
+        raise VideoError(f"{path}: video.start={start} is past the last of its {len(files)} frames")
+    first = open_rgb(used[0])
+    size = frame_size(first.size, longest)
+    frames = []
+    for p in used:
+        im = open_rgb(p)
+        if im.size != first.size:
+            raise VideoError(f"{p}: {im.size[0]}x{im.size[1]}, but the first frame is {first.size[0]}x{first.size[1]}"
+                             f" (every frame of a folder or glob needs one size)")
+        frames.append(im.resize(size, Image.Resampling.LANCZOS))
+    return Clip(path, frames, Fraction(fps).limit_denominator(1001), first.size, start, start / fps)
+
+
+def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels: int) -> Clip:
+    import av
+
+    if not os.path.exists(path):
+        raise VideoError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(path)
+    except Exception as e:
+        raise VideoError(f"{path}: not a video file, or corrupt or truncated ({first_line(e, 160)})") from None
+    with container:
+        if not container.streams:
+            raise VideoError(f"{path}: no frames (the file holds no streams)")
+        if not container.streams.video:
+            kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
+            raise VideoError(f"{path}: no video stream ({kinds})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = Fraction(rate) if rate else Fraction(25)
+        promised = stream.frames  # 0 when the container does not say
+        frames: list[Image.Image] = []
+        times: list[float] = []
+        decoded = 0
+        size = original = None
+        rotation = 0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                if decoded <= start:
+                    continue
+                if max_frames and len(frames) >= max_frames:
+                    break
+                if frame.width * frame.height > max_pixels:
+                    raise VideoError(f"{path}: frames of {frame.width}x{frame.height} are too large to decode safely "
+                                     f"(more than {max_pixels} pixels)")
+                rotation = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+                im = _rotated(frame.to_image(), rotation)
+                if size is None:
+                    original = im.size
+                    size = frame_size(im.size, longest)
+                frames.append(im.resize(size, Image.Resampling.LANCZOS) if im.size != size else im)
+                times.append(float(frame.time) if frame.time is not None else (decoded - 1) / float(fps))
+        except VideoError:
+            raise
+        except Exception as e:  # av.error.InvalidDataError and friends on bad bytes
+            raise VideoError(f"{path}: corrupt or truncated video (decoding stopped after {decoded} frames: "
+                             f"{first_line(e, 120)})") from None
+        if decoded == 0:
+            raise VideoError(f"{path}: no frames could be decoded (zero frames, or corrupt or truncated)")
+        if not frames:
+            raise VideoError(f"{path}: video.start={start} is past the last of its {decoded} frames")
+        if promised and not max_frames and decoded < 0.9 * promised:
+            raise VideoError(f"{path}: truncated video (the header promises {promised} frames, {decoded} decode)")
+        has_audio = bool(container.streams.audio)
+    clip = Clip(path, frames, fps, original, start, times[0] - (float(stream.start_time * stream.time_base)
+                                                                  if stream.start_time else 0.0),
+                audio=has_audio, rotation=rotation)
+    steps = np.diff(times) if len(times) > 2 else np.zeros(0)
+    if steps.size and (steps.max() - steps.min()) > 0.5 / float(fps):
+        clip.variable_rate = True
+        clip.notes.append(f"variable frame rate ({1 / steps.max():.3g}..{1 / max(steps.min(), 1e-6):.3g} fps): "
+                          f"encoded at its average {float(fps):.3g} fps, every frame kept")
+    if rotation:
+        clip.notes.append(f"rotation metadata {rotation} degrees applied to the pixels")
+    if original and (original[0] % 2 or original[1] % 2):
+        clip.notes.append(f"odd frame size {original[0]}x{original[1]}: stylized at {size[0]}x{size[1]}")
+    return clip
+
+
+def write_video(path: str, frames: Iterable[Image.Image], fps: Fraction, audio_from: Optional[str] = None,
+                audio_start: float = 0.0, audio_seconds: Optional[float] = None, crf: int = 18) -> None:
+    """H.264 (yuv420p) mp4 at `fps`, written to a temporary file and renamed: `path` appears whole or not at all.
+    With `audio_from`, its first audio stream is copied (not re-encoded), cut to [audio_start, +audio_seconds)."""
+    import av
+
+    fps = Fraction(fps).limit_denominator(1001)
+    with replaced_atomically(path) as tmp:
+        with av.open(tmp, "w", format="mp4") as out:
+            video = None
+            source = av.open(audio_from) if audio_from else None
+            try:
+                audio_in = source.streams.audio[0] if source is not None and source.streams.audio else None
+                audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+                for i, im in enumerate(frames):
+                    if video is None:
+                        video = out.add_stream("libx264", rate=fps)
+                        video.width, video.height = im.size
+                        video.pix_fmt = "yuv420p"
+                        video.options = {"crf": str(crf), "preset": "medium"}
+                    frame = av.VideoFrame.from_image(im.convert("RGB"))
+                    frame.pts = i
+                    frame.time_base = 1 / fps
+                    out.mux(video.encode(frame))
+                if video is None:
+                    raise VideoError(f"{path}: no frames to encode")
+                out.mux(video.encode(None))
+                if audio_in is not None:
+                    _copy_audio(source, audio_in, audio_out, out, audio_start, audio_seconds)
+            finally:
+                if source is not None:
+                    source.close()
+        os.chmod(tmp, _FILE_MODE)  # what open() would give, not mkstemp's private 0600
+
+
+def _copy_audio(source, audio_in, audio_out, out, start: float, seconds: Optional[float]) -> None:
+    """The audio packets of [start, start + seconds), shifted to start at 0 (whole packets: AAC frames are 21 ms)."""
+    tb = audio_in.time_base
+    origin = audio_in.start_time or 0
+    first_pts = None
+    for packet in source.demux(audio_in):
+        if packet.pts is None or packet.dts is None:
+            continue  # the demuxer's flush packet
+        t = float((packet.pts - origin) * tb)
+        if t < start - 1e-6 or (seconds is not None and t >= start + seconds - 1e-6):
+            continue
+        if first_pts is None:
+            first_pts = packet.pts
+        packet.pts -= first_pts
+        packet.dts -= first_pts
+        packet.stream = audio_out
+        out.mux(packet)
+
+
+@dataclass
+class Probe:
+    """What a written video holds (for tests and checks)."""
+    frames: int
+    fps: Fraction
+    size: tuple[int, int]
+    codec: str
+    pix_fmt: str
+    audio: Optional[str]  # the audio codec, None without audio
+    audio_packets: int = 0
+
+
+def probe(path: str) -> Probe:
+    import av
+
+    with av.open(path) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+    with av.open(path) as c:
+        a = c.streams.audio[0] if c.streams.audio else None
+        packets = sum(1 for p in c.demux(a) if p.size) if a is not None else 0
+        v = c.streams.video[0]
+        return Probe(n, Fraction(v.average_rate), (v.width, v.height), v.codec_context.name,
+                     v.codec_context.pix_fmt, a.codec_context.name if a is not None else None, packets)
+
+
+def as_array(frames: list[Image.Image]) -> np.ndarray:
+    """[T, C, H, W] uint8 (what wandb.Video takes)."""
+    return np.stack([np.asarray(im.convert("RGB")) for im in frames]).transpose(0, 3, 1, 2).copy()
