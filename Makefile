@@ -40,8 +40,8 @@ test-min:  ## the fast suite against the lowest declared versions, in a second v
 	.venv-min/bin/python -m pip install --quiet -e '.[test]' $(MIN_PINS)
 	.venv-min/bin/python -m pytest -q $(ARGS)
 
-test-slow: $(STAMP)  ## the slow tests too (real weights at larger sizes)
-	$(PY) -m pytest -q -m '' $(ARGS)
+test-slow: $(STAMP)  ## the slow tests only: benchmarks end to end, real weights at larger sizes, kill storms
+	$(PY) -m pytest -q -m slow $(ARGS)
 
 test-gpu:  ## on a CUDA GPU: the fast suite with the gpu-marked tests (no GPU: an error, not skips)
 	@$(GPU_PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA GPU here')"

@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # the benchmarks are tools, not the product: make test-slow runs them
 
 
 def test_quick_bench_writes_a_consistent_report(tmp_path):

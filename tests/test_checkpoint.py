@@ -14,7 +14,7 @@ import torch
 
 from PIL import Image
 
-from conftest import CONTENT, ROOT
+from helpers import CONTENT, ROOT
 from helpers.disk import fill, small_disk
 from helpers.train import ADAM, assert_one_line_error, cli, evil_file, leftovers, tiny
 from nst import files

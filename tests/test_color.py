@@ -4,7 +4,7 @@ optimizes grey images; histogram matching moves the style's colour statistics on
 import torch
 from PIL import Image
 
-from conftest import CONTENT, STYLE
+from helpers import CONTENT, STYLE
 from helpers.train import stylized
 from nst.config import load_config
 from nst.images import open_rgb, to_tensor

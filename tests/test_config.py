@@ -6,7 +6,7 @@ import pytest
 
 from nst.config import layers_of, load_config, scale_sizes, steps_per_scale
 from nst.errors import ConfigError
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_showcase_config_loads_with_overrides():
@@ -79,7 +79,8 @@ def test_train_py_refuses_a_sweep_config_instead_of_ignoring_its_pairs(capsys):
 
 def test_the_wandb_sweep_drives_train_py_with_schema_keys_into_a_folder_per_value(tmp_path):
     import yaml
-    from conftest import CONTENT, STYLE, run_train
+    from helpers import CONTENT, STYLE
+    from helpers.train import train
     sweep = yaml.safe_load(open(os.path.join(ROOT, "configs", "wandb_sweep.yaml")))
     assert sweep["program"] == "train.py" and "configs/wandb_run.yaml" in sweep["command"]
     for key, spec in sweep["parameters"].items():
@@ -87,8 +88,8 @@ def test_the_wandb_sweep_drives_train_py_with_schema_keys_into_a_folder_per_valu
             cfg = load_config(os.path.join(ROOT, "configs", "wandb_run.yaml"), [f"{key}={value}"])
             assert cfg.output.dir == f"outputs/wandb_sweep/style_weight-{float(value)}"
     # what the agent runs, from a folder of its own
-    proc = run_train("--config", os.path.join(ROOT, "configs", "wandb_run.yaml"), "--loss.style_weight=10",
-                     f"--data.content={CONTENT}", f"--data.style={STYLE}", "--data.size=48", "--trainer.max_steps=2",
-                     "--model.weights=random", "--logger.mode=disabled", cwd=str(tmp_path))
+    proc = train(["--config", os.path.join(ROOT, "configs", "wandb_run.yaml"), "--loss.style_weight=10",
+                  f"--data.content={CONTENT}", f"--data.style={STYLE}", "--data.size=48", "--trainer.max_steps=2",
+                  "--model.weights=random", "--logger.mode=disabled"], cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "outputs" / "wandb_sweep" / "style_weight-10.0" / "final.png").exists()

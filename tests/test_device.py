@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.strategies import Strategy
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import CONTENT, ROOT, STYLE, STYLE2
+from helpers import CONTENT, ROOT, STYLE, STYLE2
 from helpers.train import assert_one_line_error, cli
 from nst.config import load_config
 from nst.runner import memory

@@ -11,7 +11,8 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import CONTENT, STYLE, STYLE2, run_train, tiny_args
+from helpers import CONTENT, STYLE, STYLE2
+from helpers.train import tiny, train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")]
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.gpu,
 
 def test_a_run_on_the_gpu_is_quiet_and_writes_its_outputs(tmp_path):
     out = tmp_path / "run"
-    proc = run_train(*tiny_args(str(out), "logger.mode=disabled", "trainer.accelerator=gpu", size=96, steps=20))
+    proc = train(tiny(out, "trainer.accelerator=gpu", "trainer.precision=auto", size=96, steps=20))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr == "", proc.stderr  # no Lightning device lines, no Tensor Core hints
     metrics = json.loads((out / "metrics.json").read_text())

@@ -30,10 +30,21 @@ print(took, inside, faults())
 """
 
 
+def _cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as f:
+        return set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
+
+
 def test_precision_names():
     assert resolve_precision("32", "cpu") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    assert resolve_precision("auto", "cpu") in ("bf16-mixed", "32-true")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/cpuinfo")
+def test_auto_precision_is_bf16_exactly_where_the_cpu_computes_bf16_natively():
+    """The kernel's own CPU flags decide what `auto` must pick: bf16-mixed with AVX512-BF16 or AMX, else 32."""
+    native = bool({"avx512_bf16", "amx_bf16", "amx_tile"} & _cpu_flags())
+    assert resolve_precision("auto", "cpu") == ("bf16-mixed" if native else "32-true")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc setting")

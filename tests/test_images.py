@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import CONTENT, STYLE
+from helpers import CONTENT, STYLE
 from helpers.bad_images import BAD_FILES, make_bad, png_header_only
 from helpers.train import assert_one_line_error, cli, tiny
 from nst.errors import ImageError

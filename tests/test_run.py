@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONTENT, STYLE, STYLE2
+from helpers import CONTENT, STYLE, STYLE2
 from helpers.train import assert_one_line_error, cli, tiny, train
 from nst.config import load_config
 from nst.runner.interrupt import SignalGuard

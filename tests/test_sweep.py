@@ -14,7 +14,7 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from helpers import ROOT
 from helpers.sweeps import CELL, CONTENTS, PAIRS, STYLES, env_for, ran, summary, sweep, tiny, torchrun
 from helpers.wandb_records import offline_runs
 

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import CONTENT, STYLE, run_train, tiny_args
+from helpers import CONTENT, STYLE
+from helpers.train import tiny, train
 from helpers.wandb_records import offline_runs
 
 METRIC_KEYS = {"loss", "content_loss", "style_loss", "tv_loss", "steps", "evaluations", "seconds"}
@@ -15,7 +16,8 @@ METRIC_KEYS = {"loss", "content_loss", "style_loss", "tv_loss", "steps", "evalua
 
 def test_train_py_writes_every_output_and_logs_to_wandb_offline(tmp_path):
     out = tmp_path / "run"
-    proc = run_train(*tiny_args(str(out), "logger.image_every=2", "loss.tv_weight=1", steps=5))
+    proc = train(tiny(out, "logger.mode=offline", "logger.image_every=2", "loss.tv_weight=1", size=64, steps=5),
+                 env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wrote" in proc.stdout and "final.png" in proc.stdout
 
@@ -47,8 +49,8 @@ def test_train_py_writes_every_output_and_logs_to_wandb_offline(tmp_path):
 
 def test_showcase_config_with_overrides_through_make_style_arguments(tmp_path):
     out = tmp_path / "starry"
-    proc = run_train("--config", "configs/starry.yaml", "data.size=48", "trainer.max_steps=30",
-                     "model.weights=random", "logger.mode=disabled", f"output.dir={out}")
+    proc = train(["--config", "configs/starry.yaml", "data.size=48", "trainer.max_steps=30",
+                     "model.weights=random", "logger.mode=disabled", f"output.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "final.png").exists() and not (out / "wandb").exists()
     # stdout is a pipe here, as in a log file: progress comes as ten plain lines, not a redrawn bar.
@@ -61,7 +63,7 @@ def test_showcase_config_with_overrides_through_make_style_arguments(tmp_path):
 
 def test_config_typo_is_one_line_exit_2_and_no_output(tmp_path):
     out = tmp_path / "typo"
-    proc = run_train(*tiny_args(str(out), "loss.styel_weight=3"))
+    proc = train(tiny(out, "loss.styel_weight=3"))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: loss.styel_weight")
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -71,10 +73,10 @@ def test_config_typo_is_one_line_exit_2_and_no_output(tmp_path):
 def test_real_caffe_weights_cut_the_loss_at_least_tenfold(tmp_path):
     out = tmp_path / "real"
     # From noise, both content and style losses start high: the fall measures the whole objective.
-    proc = run_train(f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=96", "trainer.max_steps=40",
+    proc = train([f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=96", "trainer.max_steps=40",
                      "init=noise",
                      "model.weights=caffe", "logger.mode=disabled", "trainer.enable_progress_bar=false",
-                     f"output.dir={out}")
+                     f"output.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["loss"] * 10 <= m["initial_loss"], m
@@ -92,10 +94,10 @@ def test_python_api_returns_the_stylized_image(tmp_path):
 
 def test_overrides_also_come_as_options_as_a_wandb_agent_passes_them(tmp_path):
     out = tmp_path / "agent"
-    proc = run_train("--config", "configs/starry.yaml", "--data.size=48", "--trainer.max_steps", "3",
-                     "--model.weights=random", "--logger.mode", "disabled", f"--output.dir={out}")
+    proc = train(["--config", "configs/starry.yaml", "--data.size=48", "--trainer.max_steps", "3",
+                     "--model.weights=random", "--logger.mode", "disabled", f"--output.dir={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["size"] == 48 and cfg["trainer"]["max_steps"] == 3 and cfg["logger"]["mode"] == "disabled"
-    proc = run_train("--config", "configs/starry.yaml", "--data.size")
+    proc = train(["--config", "configs/starry.yaml", "--data.size"])
     assert proc.returncode == 2 and "--data.size needs a value" in proc.stderr

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONTENT, ROOT, STYLE
+from helpers import CONTENT, ROOT, STYLE
 from helpers.train import assert_one_line_error, cli
 from nst.config import load_config
 from nst.images import to_tensor

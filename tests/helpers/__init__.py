@@ -1,4 +1,5 @@
-"""Code the tests share (the fixtures are in conftest.py): the repository and its example images."""
+"""Code the tests share: the repository and its example images (fixtures are in conftest.py; the tests import
+from here, never from conftest)."""
 
 import os
 

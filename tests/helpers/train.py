@@ -29,12 +29,15 @@ def tiny(out, *extra, size=48, steps=3) -> list[str]:
             "trainer.precision=32", f"output.dir={out}", *extra]
 
 
-def popen(args, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, env=ENV,
+def popen(args, cwd: str = ROOT, env: dict | None = None, **kw) -> subprocess.Popen:
+    """`python train.py ARGS` as a user starts it, single-threaded, W&B disabled unless `args` or `env` say
+    otherwise (`env` is added to ENV)."""
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd, env={**ENV, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def train(args, timeout=240, **kw) -> subprocess.CompletedProcess:
+    """popen, run to the end: the one way the tests run train.py in a subprocess."""
     p = popen(args, **kw)
     out, err = p.communicate(timeout=timeout)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)

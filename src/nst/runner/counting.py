@@ -117,11 +117,11 @@ def count_ops_and_syncs(fn: Callable[[], object], repeats: int = 1) -> tuple[flo
 # ----------------------------------------------------------------------------- the training loop's counts
 
 def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: int = 1, folder: str = "outputs/counts",
-                overrides: tuple[str, ...] = ()) -> dict:
+                checkpoint_every: int = 20, overrides: tuple[str, ...] = ()) -> dict:
     """Host syncs and aten ops per step of the real training loop (train.py's Trainer, module, L-BFGS, Telemetry
     and periodic checkpoints), random weights, counted over every step but the first (which computes the targets
     and makes the first-step line search). Two scales: the count includes a scale change, and a periodic
-    checkpoint every 20 steps (written to `folder`). Telemetry transfers at fixed steps only (no wall-clock
+    checkpoint every `checkpoint_every` steps (written to `folder`). Telemetry transfers at fixed steps only (no wall-clock
     flush), so the counts do not depend on the machine's speed."""
     import lightning as L
 
@@ -143,7 +143,7 @@ def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: 
 
     cfg = load_config(None, [f"data.size={size}", f"trainer.max_steps={steps}", f"scales.min={size // 2}",
                              f"scales.steps={steps // 2}", "model.weights=random", f"optim.history={history}",
-                             f"logger.log_every={log_every}", "logger.mode=offline", "output.checkpoint_every=20",
+                             f"logger.log_every={log_every}", "logger.mode=offline", f"output.checkpoint_every={checkpoint_every}",
                              "trainer.enable_progress_bar=false", f"output.dir={folder}", *overrides])
     counter = CountSteps()
     # No W&B run is started: what is logged stops at the host.
