@@ -76,6 +76,7 @@ class VideoJob:
     started: float = field(default_factory=time.time)
     result: Optional[VideoResult] = None
     flows: Optional[flows.FlowCache] = None
+    batch: int = 1  # clips of the batch it ran in (fit_videos), for metrics.json
 
     @property
     def dir(self) -> str:
@@ -192,6 +193,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     extractor = load_vgg19(cfg.model.weights, cfg.model.pooling,
                            max(content_layers + style_layers, key=layer_index), cfg.seed)
     for job in jobs:
+        job.batch = len(jobs)
         _start(job)
         job.run = start_run(job.cfg, job.dir, {**(job.extra_config or {}), "video_frames": job.n})
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
@@ -361,7 +363,8 @@ def conclude_video(job: VideoJob) -> None:
         "loss": mean([r["loss"] for r in rows]),
         "seconds_per_frame": mean([r["seconds"] for r in rows]), "first_frame_seconds": rows[0]["seconds"],
         "later_frame_seconds": mean(later), "seconds": round(sum(r["seconds"] for r in rows), 3),
-        "total_seconds": round(time.time() - job.started, 3), "audio": clip.audio,
+        "total_seconds": round(time.time() - job.started, 3), "steps": job.global_step, "batch": job.batch,
+        "audio": clip.audio,
         "precision": resolve_precision(str(cfg.trainer.precision), accelerator),
         "notes": clip.notes, "per_frame": rows, "per_frame_warping_error": errors,
     }
