@@ -413,3 +413,41 @@ def test_two_videos_of_one_frame_size_run_as_one_batch_and_each_as_it_would_alon
             assert r2["loss"] == pytest.approx(r1["loss"], rel=0.02), (name, r2, r1)
         for f2, f1 in zip(frames, alone_frames):
             assert (f2 - f1).abs().mean() < 2 / 255, (name, (f2 - f1).abs().mean().item())
+
+
+def _seam_error(last: str, first: str, clip) -> float:
+    """The warping error of a chunk's first frame against the previous chunk's last, along the original frames'
+    flow."""
+    before, after = clip.frames
+    flow = flows.dis_flow(after, before)
+    weight = flows.reliability(flow, flows.dis_flow(before, after))
+    return flows.warping_error(to_tensor(Image.open(first).convert("RGB")), to_tensor(Image.open(last).convert("RGB")),
+                               flow, weight)
+
+
+def test_chunks_of_a_clip_are_pairs_and_a_chunk_after_a_written_one_starts_from_its_last_frame(tmp_path, capsys,
+                                                                                                one_thread):
+    from helpers.sweeps import summary, sweep
+    clip = pan_clip(tmp_path, n=6)
+    out = tmp_path / "sweep"
+    proc = sweep(tmp_path, *_sweep_args(out, [clip], "video.chunk=3", "logger.mode=disabled",
+                                        "sweep.styles=[" + STYLE + "]"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    first, second = "pan__starry_night__frames-1-3", "pan__starry_night__frames-4-6"
+    assert [r["pair"] for r in summary(out)] == [first, second]
+    assert f"{second}: running (new, its first frame from the previous chunk's last)" in proc.stdout
+    m = json.loads((out / second / "metrics.json").read_text())
+    assert [r["steps"] for r in m["per_frame"]] == [2, 2, 2]  # a later frame: steps_later, one scale
+    inside = (json.loads((out / first / "metrics.json").read_text())["warping_error"] + m["warping_error"]) / 2
+    originals = vio.read_clip(clip, 48, start=2, max_frames=2)
+    seam = _seam_error(out / first / "frames" / "00003.png", out / second / "frames" / "00001.png", originals)
+    assert m["seam_warping_error"] == pytest.approx(seam, rel=1e-3)
+    # the same chunk with nothing before it (chunks running at once on two processes): a fresh first frame
+    alone = tmp_path / "alone"
+    code, err = cli(capsys, video_args(alone, clip, "trainer.max_steps=5", "video.steps_later=2", "video.start=3",
+                                       "video.max_frames=3"))
+    assert code == 0, err
+    independent = _seam_error(out / first / "frames" / "00003.png", alone / "frames" / "00001.png", originals)
+    print(f"warping error: inside the chunks {inside:.3g}, at a seam from the previous chunk {seam:.3g}, "
+          f"at an independent seam {independent:.3g}")
+    assert seam < 2 * inside and independent > 5 * seam

@@ -15,6 +15,7 @@ of every clip in one batched L-BFGS fit. Image and video pairs never share a bat
 from __future__ import annotations
 
 import gc
+import json
 import os
 import time
 import traceback
@@ -24,6 +25,7 @@ from typing import Optional
 
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 
 from ..config import scale_sizes
 from ..errors import UserError, first_line
@@ -235,7 +237,12 @@ def pair_extra(work: Work) -> dict:
 def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
     """Optimize prepared pairs together; on running out of GPU memory, each half on its own."""
     for work in batch:
-        say(d, f"{work.where}: running ({work.why})" + (f" in {label} of {len(batch)}" if label else ""))
+        seam = ""
+        if work.pair.previous and isinstance(work.job, VideoJob) and work.job.next == 0 and work.job.seam is None:
+            work.job.seam = seam_of(work)
+            seam = ", its first frame from the previous chunk's last" if work.job.seam is not None else \
+                ", its first frame from its content (the previous chunk is not written yet)"
+        say(d, f"{work.where}: running ({work.why}{seam})" + (f" in {label} of {len(batch)}" if label else ""))
         # An older result goes first: if this redo is interrupted, it must not look complete next to the new
         # config.yaml.
         for stale in (work.pair.result_file, "metrics.json"):
@@ -279,11 +286,34 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
     return results
 
 
+def seam_of(work: Work):
+    """A chunk's seam (video.chunk): the previous chunk's last stylized frame and its original, when that chunk is
+    complete now; else None (the chunk then starts from its content, with the full schedule)."""
+    from ..images import to_tensor
+    from ..video.io import read_clip
+    prev = work.pair.previous
+    try:
+        with open(os.path.join(prev, "metrics.json")) as f:
+            n = int(json.load(f)["frames"])
+        if not os.path.isfile(os.path.join(prev, "final.mp4")):
+            return None
+        with Image.open(os.path.join(prev, "frames", f"{n:05d}.png")) as im:
+            last = to_tensor(im.convert("RGB"))
+        v = work.cfg.video
+        original = read_clip(work.cfg.data.content, work.cfg.data.size, v.start - 1, 1, v.fps).frames[0]
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
+    if tuple(last.shape[-2:]) != tuple(work.job.clip.size[::-1]):
+        return None
+    return last, original
+
+
 def done_line(m: dict) -> str:
     if "frames" in m:  # a video
-        we = m.get("warping_error")
+        we, seam = m.get("warping_error"), m.get("seam_warping_error")
         return (f"{m['frames']} frames, {m['seconds_per_frame']:.2f} s/frame, warping error "
-                f"{'n/a' if we is None else f'{we:.3g}'}, loss {m['loss']:.4g}")
+                f"{'n/a' if we is None else f'{we:.3g}'}" + (f" (at the seam {seam:.3g})" if seam is not None else "")
+                + f", loss {m['loss']:.4g}")
     return f"{m['steps']} steps, loss {m['loss']:.4g}"
 
 
@@ -295,7 +325,7 @@ def again(work: Work) -> Job | VideoJob:
         cfg = job.cfg
         cfg.resume = bool(job.frames_done) or bool(cfg.resume)
         return VideoJob(cfg, job.clip, job.styles, job.extra_config, frames_done=list(job.frames_done),
-                        started=job.started)
+                        started=job.started, seam=job.seam)
     return Job(work.cfg, job.extra_config, job.inputs, job.resume_step)
 
 

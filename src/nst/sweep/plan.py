@@ -20,7 +20,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import SweepConfig, validate
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, UserError, first_line
 from ..runner import checkpoint
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
@@ -43,6 +43,7 @@ class Pair:
     settings: dict = field(default_factory=dict)  # grid key -> value for this run
     setting: str = ""  # the settings as a name, e.g. style_weight-10 ("" without a grid)
     video: bool = False  # the content is a clip: the pair is a video run (nst/video/run.py)
+    previous: str = ""  # a chunk after the first (video.chunk): the folder of the chunk before it
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -91,22 +92,46 @@ def plan(cfg: DictConfig) -> list[Pair]:
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     by_name: dict[str, Pair] = {}
+    chunks = {c: video_chunks(cfg, c) if videos[c] else [({}, "")] for c in videos}
     for content, style in raw:
         key = (os.path.normpath(content), os.path.normpath(style))
         if key in seen:
             continue  # the same pair listed twice is computed once
         seen.add(key)
-        for values, label in settings:
+        for (grid_values, grid_label), (chunk_values, chunk_label) in itertools.product(settings, chunks[content]):
+            values = {**grid_values, **chunk_values}
+            label = "_".join(x for x in (grid_label, chunk_label) if x)
             name = f"{stem(content)}__{stem(style)}" + (f"__{label}" if label else "")
             if name in by_name:
                 other = by_name[name]
                 raise ConfigError(f"sweep: {content} + {style} and {other.content} + {other.style} would both write "
                                   f"{os.path.join(cfg.output.dir, name)} (same file names; rename one)")
+            previous = pairs[-1] if chunk_values and chunk_values["video.start"] > cfg.video.start else None
             pair = Pair(len(pairs), content, style, name, os.path.join(cfg.output.dir, name), values, label,
-                        videos[content])
+                        videos[content], previous.dir if previous is not None else "")
             pairs.append(pair)
             by_name[name] = pair
     return pairs
+
+
+def video_chunks(cfg: DictConfig, content: str) -> list[tuple[dict, str]]:
+    """With video.chunk = C, a clip's frames in runs of C: each chunk's video.start and video.max_frames, and its
+    name (frames-1-30). [({}, "")] without chunks, or when the clip cannot be read (its pair then fails and says
+    why)."""
+    v = cfg.video
+    if not v.chunk:
+        return [({}, "")]
+    from ..video.io import count_frames
+    try:
+        n = count_frames(content, v.start, v.max_frames)
+    except UserError:
+        return [({}, "")]
+    out = []
+    for s in range(0, n, v.chunk):
+        length = min(v.chunk, n - s)
+        out.append(({"video.start": v.start + s, "video.max_frames": length},
+                    f"frames-{v.start + s + 1}-{v.start + s + length}"))
+    return out or [({}, "")]
 
 
 # Keys a grid may not vary: they name the pairs, their folders, or the sweep itself.
