@@ -451,3 +451,9 @@ def test_chunks_of_a_clip_are_pairs_and_a_chunk_after_a_written_one_starts_from_
     print(f"warping error: inside the chunks {inside:.3g}, at a seam from the previous chunk {seam:.3g}, "
           f"at an independent seam {independent:.3g}")
     assert seam < 2 * inside and independent > 5 * seam
+
+
+def test_a_negative_chunk_is_one_line(tmp_path, capsys):
+    code, err = cli(capsys, video_args(tmp_path / "out", pan_clip(tmp_path, n=2), "video.chunk=-1"))
+    assert_one_line_error(code, err, "video.chunk")
+    assert not (tmp_path / "out").exists()
