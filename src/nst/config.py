@@ -167,6 +167,8 @@ class VideoConfig:
     long_term: List[int] = field(default_factory=lambda: [1])
     steps_later: int = 50  # steps of each frame after the first (which runs trainer.max_steps, all scales)
     crf: int = 18  # H.264 quality of final.mp4 (0 lossless .. 51; 18: visually lossless)
+    # in a sweep: frames per chunk, each chunk of a clip a pair of its own (0: a clip is one pair; docs/video.md)
+    chunk: int = 0
 
 
 @dataclass
@@ -364,6 +366,8 @@ def validate_video(video: DictConfig) -> None:
         raise ConfigError(f"video.long_term: distinct frame distances >= 1, e.g. [1] or [1, 2, 4], got {long_term}")
     if video.steps_later < 1:
         raise ConfigError(f"video.steps_later: must be >= 1, got {video.steps_later}")
+    if video.chunk < 0:
+        raise ConfigError(f"video.chunk: frames per chunk, >= 0 (0: the whole clip), got {video.chunk}")
     if not 0 <= video.crf <= 51:
         raise ConfigError(f"video.crf: H.264 quality 0..51, got {video.crf}")
 

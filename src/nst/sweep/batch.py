@@ -6,11 +6,16 @@ A batch is a list of runner jobs (runner/job.py) handed to `fit_batch`; every pa
 outputs, W&B run, checkpoint and failure. Pairs of different sizes, or resumed from different steps, go in
 different batches. On a GPU `sweep.batch=auto` fills the memory (up to MAX_AUTO_BATCH pairs); on a CPU a
 batch is one pair (a batch gains nothing there: the cores are busy with one image already).
+
+A video pair (its content a clip) is a `VideoJob` run by the video frame loop (`video.run.fit_videos`): the
+video pairs of one frame size and one grid setting share a batch, and advance frame by frame together, frame t
+of every clip in one batched L-BFGS fit. Image and video pairs never share a batch.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import time
 import traceback
@@ -20,6 +25,7 @@ from typing import Optional
 
 import torch
 from omegaconf import DictConfig
+from PIL import Image
 
 from ..config import scale_sizes
 from ..errors import UserError, first_line
@@ -32,6 +38,7 @@ from ..runner.job import Job, prepare
 from ..runner.run import fit_batch
 from . import claims
 from .claims import Heartbeat
+from ..video.run import VideoJob, fit_videos, prepare_video
 from .plan import Pair, pair_config, state
 from .processes import Dist, hidden_launcher_env
 from .report import ERROR_FILE, Result
@@ -51,7 +58,7 @@ class Work:
     key: object  # pairs with equal keys can share a batch (None: alone)
     own: bool = True  # in this rank's share (its messages are shown; others' pairs are taken silently)
     claim: Optional[claims.Claim] = None
-    job: Optional[Job] = None
+    job: Optional[Job | VideoJob] = None
     error: str = ""  # why it failed before its batch ran
     details: str = ""  # the traceback behind `error`, for error.txt
 
@@ -141,7 +148,11 @@ def claim_batch(batch: list[Work], d: Dist, heartbeat: Heartbeat, since: float, 
 def batch_key(pc: DictConfig, pair: Pair) -> object:
     """What pairs must share to be optimized together: the grid's setting (a batch takes every setting but the
     images from its first pair), the target size at every scale and the step they resume from. None when the
-    content image cannot even be measured (the pair then fails alone, saying why)."""
+    content image cannot even be measured (the pair then fails alone, saying why). A video's key is its frame
+    size and "video": clips resumed at different frames still share a batch (the frame loop runs the clips at
+    their first frame and those past it as two fits of each round)."""
+    if pair.video:
+        return video_key(pc, pair)
     try:
         size = oriented_size(pc.data.content)
     except UserError:
@@ -153,6 +164,15 @@ def batch_key(pc: DictConfig, pair: Pair) -> object:
         except UserError:
             return None
     return tuple(fit_size(size, s) for s in scale_sizes(pc)), step, pair.setting
+
+
+def video_key(pc: DictConfig, pair: Pair) -> object:
+    from ..video.io import read_clip
+    try:  # one decoded frame: the frame size (every frame of a clip has it)
+        size = read_clip(pc.data.content, pc.data.size, pc.video.start, 1, pc.video.fps).size
+    except UserError:
+        return None
+    return (size,), "video", pair.setting
 
 
 def batch_limit(cfg: DictConfig, work: "Work", device: Optional[int], sharing: int = 1) -> int:
@@ -194,14 +214,15 @@ def prepare_batch(batch: list[Work], d: Dist) -> list[Work]:
     batch). A checkpoint that cannot be resumed means starting over; any other bad input fails the pair."""
     for work in batch:
         try:
+            make = prepare_video if work.pair.video else lambda cfg, extra: prepare(Job(cfg, extra))
             try:
-                work.job = prepare(Job(work.cfg, pair_extra(work)))
+                work.job = make(work.cfg, pair_extra(work))
             except UserError as e:
                 if not (work.cfg.resume and str(e).startswith("resume:")):
                     raise
                 say(d, f"{work.where}: cannot resume ({first_line(e)}); starting over")
                 work.cfg.resume = False
-                work.job = prepare(Job(work.cfg, pair_extra(work)))
+                work.job = make(work.cfg, pair_extra(work))
         except Exception as e:
             work.error, work.details = first_line(e, typed=True), traceback.format_exc()
     return batch
@@ -216,17 +237,22 @@ def pair_extra(work: Work) -> dict:
 def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
     """Optimize prepared pairs together; on running out of GPU memory, each half on its own."""
     for work in batch:
-        say(d, f"{work.where}: running ({work.why})" + (f" in {label} of {len(batch)}" if label else ""))
+        seam = ""
+        if work.pair.previous and isinstance(work.job, VideoJob) and work.job.next == 0 and work.job.seam is None:
+            work.job.seam = seam_of(work)
+            seam = ", its first frame from the previous chunk's last" if work.job.seam is not None else \
+                ", its first frame from its content (the previous chunk is not written yet)"
+        say(d, f"{work.where}: running ({work.why}{seam})" + (f" in {label} of {len(batch)}" if label else ""))
         # An older result goes first: if this redo is interrupted, it must not look complete next to the new
         # config.yaml.
-        for stale in ("final.png", "metrics.json"):
+        for stale in (work.pair.result_file, "metrics.json"):
             if os.path.isfile(os.path.join(work.pair.dir, stale)):
                 os.unlink(os.path.join(work.pair.dir, stale))
         work.job.started = time.time()
     out_of_memory = False
     try:
         with SignalGuard() as guard, hidden_launcher_env():
-            fit_batch([w.job for w in batch], guard, label)
+            (fit_videos if batch[0].pair.video else fit_batch)([w.job for w in batch], guard, label)
     except torch.OutOfMemoryError:
         # Nothing is retried in here: the traceback holds the failed attempt's frames, and with them its
         # activations and optimizer state, until the except block ends.
@@ -244,7 +270,7 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
         half = len(batch) // 2
         say(d, f"out of GPU memory with {len(batch)} pairs in a batch: going on with {half} and {len(batch) - half}")
         for work in batch:
-            work.job = Job(work.cfg, work.job.extra_config, work.job.inputs, work.job.resume_step)
+            work.job = again(work)
         return run_batch(batch[:half], d, label) + run_batch(batch[half:], d, label)
     results = []
     for work in batch:
@@ -256,8 +282,51 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
             os.unlink(os.path.join(work.pair.dir, ERROR_FILE))
         m = job.result.metrics
         results.append(Result(work.pair.index, "done", d.rank, metrics=m))
-        say(d, f"{work.where}: done in {m['seconds']:.1f} s, {m['steps']} steps, loss {m['loss']:.4g}")
+        say(d, f"{work.where}: done in {m['seconds']:.1f} s, {done_line(m)}")
     return results
+
+
+def seam_of(work: Work):
+    """A chunk's seam (video.chunk): the previous chunk's last stylized frame and its original, when that chunk is
+    complete now; else None (the chunk then starts from its content, with the full schedule)."""
+    from ..images import to_tensor
+    from ..video.io import read_clip
+    prev = work.pair.previous
+    try:
+        with open(os.path.join(prev, "metrics.json")) as f:
+            n = int(json.load(f)["frames"])
+        if not os.path.isfile(os.path.join(prev, "final.mp4")):
+            return None
+        with Image.open(os.path.join(prev, "frames", f"{n:05d}.png")) as im:
+            last = to_tensor(im.convert("RGB"))
+        v = work.cfg.video
+        original = read_clip(work.cfg.data.content, work.cfg.data.size, v.start - 1, 1, v.fps).frames[0]
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None
+    if tuple(last.shape[-2:]) != tuple(work.job.clip.size[::-1]):
+        return None
+    return last, original
+
+
+def done_line(m: dict) -> str:
+    if "frames" in m:  # a video
+        we, seam = m.get("warping_error"), m.get("seam_warping_error")
+        return (f"{m['frames']} frames, {m['seconds_per_frame']:.2f} s/frame, warping error "
+                f"{'n/a' if we is None else f'{we:.3g}'}" + (f" (at the seam {seam:.3g})" if seam is not None else "")
+                + f", loss {m['loss']:.4g}")
+    return f"{m['steps']} steps, loss {m['loss']:.4g}"
+
+
+def again(work: Work) -> Job | VideoJob:
+    """A pair's job as it was prepared, to run again in a smaller batch. A video keeps the frames it wrote and goes
+    on from them (its folder is its checkpoint)."""
+    job = work.job
+    if isinstance(job, VideoJob):
+        cfg = job.cfg
+        cfg.resume = bool(job.frames_done) or bool(cfg.resume)
+        return VideoJob(cfg, job.clip, job.styles, job.extra_config, frames_done=list(job.frames_done),
+                        started=job.started, seam=job.seam)
+    return Job(work.cfg, job.extra_config, job.inputs, job.resume_step)
 
 
 def finished_but(d: Dist, work: Work, message: str) -> Result:
@@ -265,7 +334,7 @@ def finished_but(d: Dist, work: Work, message: str) -> Result:
     m = work.job.result.metrics
     if os.path.exists(os.path.join(work.pair.dir, ERROR_FILE)):
         os.unlink(os.path.join(work.pair.dir, ERROR_FILE))
-    say(d, f"{work.where}: done in {m['seconds']:.1f} s, {m['steps']} steps, loss {m['loss']:.4g}; but {message}")
+    say(d, f"{work.where}: done in {m['seconds']:.1f} s, {done_line(m)}; but {message}")
     return Result(work.pair.index, "done", d.rank, metrics=m)
 
 

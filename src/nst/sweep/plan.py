@@ -2,7 +2,9 @@
 
 The pairs are `sweep.contents x sweep.styles` (paths or globs) or an explicit `sweep.pairs` list, in a fixed
 order that every process computes alike. A pair's config is the sweep's with its images, folder and W&B names;
-a pair is complete when its outputs exist and were made with the settings the sweep would use now.
+a pair is complete when its outputs exist and were made with the settings the sweep would use now. A content
+that is a clip (a video file or a folder of frames, as `video.io.is_video` says) makes video pairs: complete
+with final.mp4 instead of final.png, resumable from their folder's progress.json (nst/video/run.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import SweepConfig, validate
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, UserError, first_line
 from ..runner import checkpoint
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
+VIDEO_OUTPUTS = ("final.mp4", "metrics.json", "config.yaml")
+VIDEO_PROGRESS = "progress.json"  # a video's written frames (video/run.py's PROGRESS)
 # Keys that do not change a pair's result: a pair made with other values of these is still complete.
 NOT_RESULT_KEYS = ("logger", "trainer.devices", "trainer.accelerator", "trainer.enable_progress_bar",
                    "trainer.cudnn_benchmark", "resume", "output.checkpoint")
@@ -38,6 +42,16 @@ class Pair:
     dir: str
     settings: dict = field(default_factory=dict)  # grid key -> value for this run
     setting: str = ""  # the settings as a name, e.g. style_weight-10 ("" without a grid)
+    video: bool = False  # the content is a clip: the pair is a video run (nst/video/run.py)
+    previous: str = ""  # a chunk after the first (video.chunk): the folder of the chunk before it
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return VIDEO_OUTPUTS if self.video else OUTPUTS
+
+    @property
+    def result_file(self) -> str:
+        return self.outputs[0]
 
 
 def stem(path: str) -> str:
@@ -73,24 +87,51 @@ def plan(cfg: DictConfig) -> list[Pair]:
     else:
         raise ConfigError("sweep: no pairs; set sweep.contents and sweep.styles (paths or globs), or sweep.pairs")
     settings = grid_settings(cfg)
+    from ..video.io import is_video  # PyAV only when a clip is read
+    videos = {c: is_video(c) for c in dict.fromkeys(c for c, _ in raw)}
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     by_name: dict[str, Pair] = {}
+    chunks = {c: video_chunks(cfg, c) if videos[c] else [({}, "")] for c in videos}
     for content, style in raw:
         key = (os.path.normpath(content), os.path.normpath(style))
         if key in seen:
             continue  # the same pair listed twice is computed once
         seen.add(key)
-        for values, label in settings:
+        for (grid_values, grid_label), (chunk_values, chunk_label) in itertools.product(settings, chunks[content]):
+            values = {**grid_values, **chunk_values}
+            label = "_".join(x for x in (grid_label, chunk_label) if x)
             name = f"{stem(content)}__{stem(style)}" + (f"__{label}" if label else "")
             if name in by_name:
                 other = by_name[name]
                 raise ConfigError(f"sweep: {content} + {style} and {other.content} + {other.style} would both write "
                                   f"{os.path.join(cfg.output.dir, name)} (same file names; rename one)")
-            pair = Pair(len(pairs), content, style, name, os.path.join(cfg.output.dir, name), values, label)
+            previous = pairs[-1] if chunk_values and chunk_values["video.start"] > cfg.video.start else None
+            pair = Pair(len(pairs), content, style, name, os.path.join(cfg.output.dir, name), values, label,
+                        videos[content], previous.dir if previous is not None else "")
             pairs.append(pair)
             by_name[name] = pair
     return pairs
+
+
+def video_chunks(cfg: DictConfig, content: str) -> list[tuple[dict, str]]:
+    """With video.chunk = C, a clip's frames in runs of C: each chunk's video.start and video.max_frames, and its
+    name (frames-1-30). [({}, "")] without chunks, or when the clip cannot be read (its pair then fails and says
+    why)."""
+    v = cfg.video
+    if not v.chunk:
+        return [({}, "")]
+    from ..video.io import count_frames
+    try:
+        n = count_frames(content, v.start, v.max_frames)
+    except UserError:
+        return [({}, "")]
+    out = []
+    for s in range(0, n, v.chunk):
+        length = min(v.chunk, n - s)
+        out.append(({"video.start": v.start + s, "video.max_frames": length},
+                    f"frames-{v.start + s + 1}-{v.start + s + length}"))
+    return out or [({}, "")]
 
 
 # Keys a grid may not vary: they name the pairs, their folders, or the sweep itself.
@@ -208,9 +249,11 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
 
 def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
     """(state, why) of a pair's folder: `complete` (all three outputs, made with this sweep's settings for the
-    pair), `resumable` (an interrupted run's checkpoint with the same settings) or `todo`."""
-    missing = [f for f in OUTPUTS if not os.path.isfile(os.path.join(pair.dir, f))]
-    if len(missing) == len(OUTPUTS):
+    pair), `resumable` (an interrupted run's checkpoint, or a video's progress.json, with the same settings) or
+    `todo`."""
+    outputs = pair.outputs
+    missing = [f for f in outputs if not os.path.isfile(os.path.join(pair.dir, f))]
+    if len(missing) == len(outputs):
         return "todo", "new"
     try:
         stored = OmegaConf.to_container(OmegaConf.load(os.path.join(pair.dir, "config.yaml")), resolve=True)
@@ -221,7 +264,10 @@ def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
         return "todo", f"settings changed ({diff})"
     if not missing:
         return "complete", "complete"
-    if "final.png" in missing and os.path.isfile(checkpoint.path_in(pair.dir)):
+    if pair.video:
+        if "final.mp4" in missing and os.path.isfile(os.path.join(pair.dir, VIDEO_PROGRESS)):
+            return "resumable", f"interrupted earlier, resuming from {VIDEO_PROGRESS}"
+    elif "final.png" in missing and os.path.isfile(checkpoint.path_in(pair.dir)):
         return "resumable", f"interrupted earlier, resuming from {checkpoint.FILENAME}"
     return "todo", f"incomplete (no {', '.join(missing)})"
 

@@ -1,5 +1,6 @@
 """The end of a sweep: summary.csv, the contact sheet and the W&B table, from what is on disk (so that whichever
-process finishes last, of whichever launch, writes the same files)."""
+process finishes last, of whichever launch, writes the same files). A video pair's row has the video's numbers
+too (VIDEO_COLUMNS), and its picture is the clip's middle frame, stylized (frames/NNNNN.png) and original."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ ERROR_FILE = "error.txt"  # a failed pair's message and traceback
 SUMMARY_ID_FILE = "wandb_summary_id"  # the sweep's one summary run in W&B, which reruns go on with
 SUMMARY_COLUMNS = ["pair", "content", "style", "status", "loss", "content_loss", "style_loss", "tv_loss",
                    "seconds", "total_seconds", "steps", "evaluations", "height", "width", "batch", "rank", "error"]
+# Columns a sweep with a video pair has too (an image pair leaves them empty), from the video's metrics.json.
+VIDEO_COLUMNS = ["frames", "warping_error", "warping_error_input", "temporal_loss", "seconds_per_frame",
+                 "first_frame_seconds", "later_frame_seconds"]
 
 
 @dataclass
@@ -82,13 +86,15 @@ def summary_rows(cfg: DictConfig, pairs: list[Pair], results: list[Result], sinc
                "steps": m.get("steps"), "evaluations": m.get("evaluations"), "height": size[0], "width": size[1],
                "batch": m.get("batch"), "rank": mine.rank if mine is not None and status == "done" else "",
                "error": error, "dir": os.path.relpath(pair.dir, cfg.output.dir), **pair.settings}
+        if pair.video:
+            row.update({k: m.get(k) for k in VIDEO_COLUMNS})
         rows.append(row)
     return rows
 
 
-def write_summary(rows: list[dict], path: str, grid: list[str]) -> None:
-    """One row per run; the grid's keys are columns too, named by the key."""
-    columns = SUMMARY_COLUMNS + grid + ["dir"]
+def write_summary(rows: list[dict], path: str, grid: list[str], videos: bool = False) -> None:
+    """One row per run; the grid's keys are columns too, named by the key, and with a video pair VIDEO_COLUMNS."""
+    columns = SUMMARY_COLUMNS + (VIDEO_COLUMNS if videos else []) + grid + ["dir"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -118,13 +124,40 @@ def sheets(pairs: list[Pair]) -> dict[str, list[Pair]]:
     return {f"contact_sheet__{s}.png": [p for p in pairs if p.setting == s] for s in settings}
 
 
+def middle(frames: int) -> int:
+    """The 0-based index of the frame a video pair is shown by."""
+    return max(0, frames - 1) // 2
+
+
+def result_image(pair: Pair) -> Image.Image:
+    """A pair's picture: final.png, or a video's middle stylized frame (OSError when there is none)."""
+    if not pair.video:
+        with Image.open(os.path.join(pair.dir, "final.png")) as im:
+            return im.convert("RGB")
+    frames = (_read_metrics(pair).get("frames") or 0)
+    with Image.open(os.path.join(pair.dir, "frames", f"{middle(frames) + 1:05d}.png")) as im:
+        return im.convert("RGB")
+
+
+def content_image(cfg: DictConfig, pair: Pair, longest: int) -> Image.Image:
+    """A pair's content as shown: the image, or the clip's frame that its result shows (the middle one once a
+    pair of it is complete, else the first)."""
+    if not pair.video:
+        return open_rgb(pair.content)
+    from ..video.io import read_clip
+    v = cfg.video
+    frames = _read_metrics(pair).get("frames") or 0
+    return read_clip(pair.content, longest, v.start + middle(frames), 1, v.fps).frames[0]
+
+
 def fit_box(im: Image.Image, box: int) -> Image.Image:
     """Scaled (up or down) so that the longest side is `box`."""
     size = fit_size(im.size, box)
     return im.resize(size, Image.Resampling.LANCZOS) if size != im.size else im.copy()
 
 
-def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = ""):
+def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "",
+                  cfg: Optional[DictConfig] = None):
     """A grid on white: the top row shows the styles, the left column the contents (under each its grid setting),
     and cell (i, j) the result for row i in style j. (1 + #rows) x (1 + #styles) square cells of `cell` pixels."""
     contents, styles = axes(pairs)
@@ -160,18 +193,26 @@ def contact_sheet(pairs: list[Pair], rows: list[dict], cell: int, title: str = "
     for j, style in enumerate(styles, 1):
         im = source(style)
         put(im, j, 0, stem(style), fill=None if im is not None else (250, 225, 225))
-    for i, (content, setting) in enumerate(contents, 1):
-        im = source(content)
-        put(im, 0, i, setting or stem(content), fill=None if im is not None else (250, 225, 225))
+    def shown_content(pairs_of_row: list[Pair]):
+        shown = next((p for p in pairs_of_row if status.get(p.name) in ("done", "cached")), pairs_of_row[0])
+        if not shown.video or cfg is None:
+            return source(shown.content)
+        try:
+            return content_image(cfg, shown, cell)
+        except Exception:
+            return None
+
     status = {row["pair"]: row["status"] for row in rows}
+    for i, (content_path, setting) in enumerate(contents, 1):
+        im = shown_content([p for p in pairs if row_of(p) == (content_path, setting)])
+        put(im, 0, i, setting or stem(content_path), fill=None if im is not None else (250, 225, 225))
     for pair in pairs:
         i, j = contents.index(row_of(pair)) + 1, styles.index(pair.style) + 1
         if status.get(pair.name) == "failed":
             put(None, j, i, "failed", fill=(250, 225, 225))
             continue
         try:
-            with Image.open(os.path.join(pair.dir, "final.png")) as im:
-                put(im.convert("RGB"), j, i)
+            put(result_image(pair), j, i)
         except OSError:
             put(None, j, i, "missing", fill=(240, 240, 240))
     return sheet
@@ -204,6 +245,12 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], drawn: dict,
             except Exception:
                 return None
 
+        def content_thumb(pair: Pair):
+            try:
+                return wandb.Image(fit_box(content_image(cfg, pair, 128), 128))
+            except Exception:
+                return None
+
         columns = ["pair", "content", "style", *grid, "result", "status", "loss", "content_loss", "style_loss",
                    "seconds", "steps", "error"]
         table = wandb.Table(columns=columns)
@@ -211,11 +258,10 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], drawn: dict,
             result = None
             if row["status"] != "failed":
                 try:
-                    with Image.open(os.path.join(pair.dir, "final.png")) as im:
-                        result = wandb.Image(fit_box(im.convert("RGB"), 256))
+                    result = wandb.Image(fit_box(result_image(pair), 256))
                 except OSError:
                     result = None
-            table.add_data(pair.name, thumb(pair.content), thumb(pair.style), *(pair.settings[k] for k in grid), result,
+            table.add_data(pair.name, content_thumb(pair), thumb(pair.style), *(pair.settings[k] for k in grid), result,
                            row["status"], row["loss"], row["content_loss"], row["style_loss"], row["seconds"],
                            row["steps"], row["error"])
         caption = "rows: contents" + (" and settings" if grid else "") + ", columns: styles"
@@ -231,10 +277,10 @@ def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result], since: f
     out_dir = cfg.output.dir
     rows = summary_rows(cfg, pairs, results, since)
     grid = list(grid_keys(cfg))
-    write_summary(rows, os.path.join(out_dir, "summary.csv"), grid)
+    write_summary(rows, os.path.join(out_dir, "summary.csv"), grid, any(p.video for p in pairs))
     drawn = {}
     for name, shown in sheets(pairs).items():
-        drawn[name] = contact_sheet(shown, rows, cfg.sweep.cell, sweep_name(cfg))
+        drawn[name] = contact_sheet(shown, rows, cfg.sweep.cell, sweep_name(cfg), cfg)
         save_png(drawn[name], os.path.join(out_dir, name))
     log_table(cfg, pairs, rows, drawn, out_dir, grid)
     return rows

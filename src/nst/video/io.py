@@ -47,6 +47,25 @@ def is_video(content: str) -> bool:
     return ext in VIDEO_EXTENSIONS
 
 
+def count_frames(path: str, start: int = 0, max_frames: int = 0) -> int:
+    """How many frames read_clip(path, ..., start, max_frames) gives, without decoding (a file's video packets, a
+    folder's images); a VideoError for what read_clip would refuse too."""
+    if any(ch in path for ch in "*?[") or os.path.isdir(path):
+        if os.path.isdir(path):
+            total = sum(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(path))
+        else:
+            total = sum(os.path.isfile(p) for p in glob.glob(path))
+    else:
+        import av
+        try:
+            with av.open(path) as c:
+                total = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        except Exception as e:
+            raise VideoError(f"{path}: cannot count its frames ({first_line(e, 120)})") from None
+    left = max(0, total - start)
+    return min(left, max_frames) if max_frames else left
+
+
 def frame_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     """(width, height) of the stylized frames: the longest side `longest`, both sides even (yuv420p), the aspect
     kept to within a pixel."""

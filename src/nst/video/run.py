@@ -76,6 +76,20 @@ class VideoJob:
     started: float = field(default_factory=time.time)
     result: Optional[VideoResult] = None
     flows: Optional[flows.FlowCache] = None
+    batch: int = 1  # clips of the batch it ran in (fit_videos), for metrics.json
+    # A chunk of a longer clip (a sweep's video.chunk): the previous chunk's last stylized frame [1, 3, H, W] and
+    # its original frame. Its first frame is then a later frame: that frame warped is its start and its temporal
+    # target, and it runs video.steps_later steps at one scale.
+    seam: Optional[tuple[torch.Tensor, Image.Image]] = None
+    _seam_flow: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+
+    def seam_flow(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flow, weight) of the first frame against the previous chunk's last original frame."""
+        if self._seam_flow is None:
+            first, before = self.clip.frames[0], self.seam[1].resize(self.clip.size, Image.Resampling.LANCZOS)
+            backward = flows.dis_flow(first, before)
+            self._seam_flow = backward, flows.reliability(backward, flows.dis_flow(before, first))
+        return self._seam_flow
 
     @property
     def dir(self) -> str:
@@ -192,6 +206,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     extractor = load_vgg19(cfg.model.weights, cfg.model.pooling,
                            max(content_layers + style_layers, key=layer_index), cfg.seed)
     for job in jobs:
+        job.batch = len(jobs)
         _start(job)
         job.run = start_run(job.cfg, job.dir, {**(job.extra_config or {}), "video_frames": job.n})
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
@@ -201,7 +216,8 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
             active = [j for j in jobs if not j.error and j.next < j.n]
             if not active:
                 break
-            for group in ([j for j in active if j.next == 0], [j for j in active if j.next > 0]):
+            fresh = [j for j in active if j.next == 0 and j.seam is None]  # the full schedule from the content
+            for group in (fresh, [j for j in active if j not in fresh]):
                 if group:
                     _fit_frame(group, extractor, guard, progress, label)
             if guard.requested:
@@ -225,6 +241,14 @@ def _temporal_targets(job: VideoJob, t: int) -> tuple[torch.Tensor, torch.Tensor
     warped, weights = [], []
     h, w = job.clip.size[1], job.clip.size[0]
     for j in job.cfg.video.long_term:
+        if t - j == -1 and job.seam is not None:  # the previous chunk's last frame
+            flow, weight = job.seam_flow()
+            previous = job.seam[0]
+            if job.cfg.color.preserve == "luminance":
+                previous = color.gray3(color.luminance(previous))
+            warped.append(flows.warp(previous, flow))
+            weights.append(weight[None])
+            continue
         if t - j < 0:
             warped.append(torch.zeros(1, 3, h, w))
             weights.append(torch.zeros(1, 1, h, w))
@@ -240,7 +264,7 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
     """The next frame of every clip of `group` (all at their first frame, or all past it) as one batch."""
     started = time.perf_counter()
     cfg = group[0].cfg
-    first = group[0].next == 0
+    first = group[0].next == 0 and group[0].seam is None
     temporal = cfg.video.temporal and cfg.video.temporal_weight > 0
     fcfg = frame_config(cfg, first or not temporal)
     fcfg.data.size = max(group[0].clip.size)  # the frames' even sides (io.frame_size), not data.size's rounding
@@ -361,10 +385,16 @@ def conclude_video(job: VideoJob) -> None:
         "loss": mean([r["loss"] for r in rows]),
         "seconds_per_frame": mean([r["seconds"] for r in rows]), "first_frame_seconds": rows[0]["seconds"],
         "later_frame_seconds": mean(later), "seconds": round(sum(r["seconds"] for r in rows), 3),
-        "total_seconds": round(time.time() - job.started, 3), "audio": clip.audio,
+        "total_seconds": round(time.time() - job.started, 3), "steps": job.global_step, "batch": job.batch,
+        "audio": clip.audio,
         "precision": resolve_precision(str(cfg.trainer.precision), accelerator),
         "notes": clip.notes, "per_frame": rows, "per_frame_warping_error": errors,
     }
+    if job.seam is not None:  # a chunk's first frame against the previous chunk's last
+        flow, weight = job.seam_flow()
+        metrics["seam_warping_error"] = flows.warping_error(to_tensor(frames[0]), job.seam[0], flow, weight)
+        metrics["seam_warping_error_input"] = flows.warping_error(
+            to_tensor(clip.frames[0]), to_tensor(job.seam[1].resize(clip.size, Image.Resampling.LANCZOS)), flow, weight)
     if "temporal_loss" in rows[0]:
         metrics["temporal_loss"] = mean([r["temporal_loss"] for r in rows])
     save_json(_finite(metrics), os.path.join(job.dir, "metrics.json"))
