@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## stylize: make run CONFIG=configs/starry.yaml ARGS="data.size=256"
 	$(PY) train.py --config $(CONFIG) $(ARGS)
 
-test: $(STAMP)  ## fast test suite (CPU, a few minutes)
-	$(PY) -m pytest -q $(ARGS)
+test: $(STAMP)  ## the default test suite, on every core (pytest-xdist): about 5 min on 2 cores (docs/benchmarks.md)
+	$(PY) -m pytest -q -n auto $(ARGS)
 
 test-min:  ## the fast suite against the lowest declared versions, in a second venv (.venv-min)
 	test -x .venv-min/bin/python || $(PYTHON) -m venv .venv-min

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import CONTENT, STYLE
-from helpers.train import tiny, train
+from helpers import CONTENT, ROOT, STYLE
+from helpers.train import assert_one_line_error, cli, tiny, train
 from helpers.wandb_records import offline_runs
 
 METRIC_KEYS = {"loss", "content_loss", "style_loss", "tv_loss", "steps", "evaluations", "seconds"}
@@ -61,23 +61,21 @@ def test_showcase_config_with_overrides_through_make_style_arguments(tmp_path):
     assert proc.stderr == "", proc.stderr  # nothing else: no Lightning or W&B chatter
 
 
-def test_config_typo_is_one_line_exit_2_and_no_output(tmp_path):
+def test_config_typo_is_one_line_exit_2_and_no_output(tmp_path, capsys):
     out = tmp_path / "typo"
-    proc = train(tiny(out, "loss.styel_weight=3"))
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: loss.styel_weight")
-    assert len(proc.stderr.strip().splitlines()) == 1
+    code, err = cli(capsys, tiny(out, "loss.styel_weight=3"))
+    assert_one_line_error(code, err, "loss.styel_weight", "style_weight")
     assert not out.exists()
 
 
-def test_real_caffe_weights_cut_the_loss_at_least_tenfold(tmp_path):
+def test_real_caffe_weights_cut_the_loss_at_least_tenfold(tmp_path, capsys):
+    """The real weights end to end, through the command line's own function (in this process)."""
     out = tmp_path / "real"
     # From noise, both content and style losses start high: the fall measures the whole objective.
-    proc = train([f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=96", "trainer.max_steps=40",
-                     "init=noise",
-                     "model.weights=caffe", "logger.mode=disabled", "trainer.enable_progress_bar=false",
-                     f"output.dir={out}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, err = cli(capsys, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=96",
+                             "trainer.max_steps=40", "init=noise", "model.weights=caffe", "logger.mode=disabled",
+                             "trainer.enable_progress_bar=false", f"output.dir={out}"])
+    assert code == 0, err[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["loss"] * 10 <= m["initial_loss"], m
     assert m["style_loss"] < m["initial_loss"] / 10
@@ -92,12 +90,15 @@ def test_python_api_returns_the_stylized_image(tmp_path):
     assert (tmp_path / "api" / "final.png").exists()
 
 
-def test_overrides_also_come_as_options_as_a_wandb_agent_passes_them(tmp_path):
+def test_overrides_also_come_as_options_as_a_wandb_agent_passes_them(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
     out = tmp_path / "agent"
-    proc = train(["--config", "configs/starry.yaml", "--data.size=48", "--trainer.max_steps", "3",
-                     "--model.weights=random", "--logger.mode", "disabled", f"--output.dir={out}"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, err = cli(capsys, ["--config", "configs/starry.yaml", "--data.size=48", "--trainer.max_steps", "3",
+                             "--model.weights=random", "--logger.mode", "disabled", f"--output.dir={out}",
+                             "--trainer.enable_progress_bar=false"])
+    assert code == 0, err[-3000:]
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["size"] == 48 and cfg["trainer"]["max_steps"] == 3 and cfg["logger"]["mode"] == "disabled"
-    proc = train(["--config", "configs/starry.yaml", "--data.size"])
-    assert proc.returncode == 2 and "--data.size needs a value" in proc.stderr
+    with pytest.raises(SystemExit) as stopped:  # argparse's usage error
+        cli(capsys, ["--config", "configs/starry.yaml", "--data.size"])
+    assert stopped.value.code == 2 and "--data.size needs a value" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import struct
+import sys
 from dataclasses import dataclass, field
 
 from wandb.proto import wandb_internal_pb2 as pb
@@ -66,7 +67,16 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def _flush_this_process() -> None:
+    """Runs finished in this process may still have records on their way to disk through W&B's service (a read
+    right after finish() has come back without them): shutting the service down writes them all."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()
+
+
 def read_run(folder: str) -> OfflineRun:
+    _flush_this_process()
     path = glob.glob(os.path.join(folder, "run-*.wandb"))[0]
     run = OfflineRun(folder)
     for data in _records(path):
