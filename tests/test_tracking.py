@@ -103,6 +103,8 @@ def test_interrupted_then_resumed_twice_is_one_wandb_run_with_the_right_exit_cod
     assert first.exit_code == 1 and first.summary["stopped"] == "interrupted"  # not a finished-looking run
     assert "final/loss" not in first.summary and "loss" not in first.summary
     assert (out / "wandb_id").read_text().strip() == first.id
+    import torch
+    assert torch.load(out / "last.ckpt", weights_only=True)["nst"]["wandb_id"] == first.id  # in the checkpoint too
 
     proc = done(train_py(["--config", str(out / "config.yaml"), "resume=true", "output.save_every=0"], env))
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -119,7 +121,8 @@ def test_interrupted_then_resumed_twice_is_one_wandb_run_with_the_right_exit_cod
     assert f"W&B: offline run {first.id} (2 parts); upload with: wandb sync {out}/wandb/offline-run-*-{first.id}" \
         in proc.stdout.splitlines()
 
-    # a finished run resumed with more steps: still the same W&B run
+    # a finished run resumed with more steps: still the same W&B run, also when only the checkpoint has its id
+    (out / "wandb_id").unlink()
     proc = done(train_py(["--config", str(out / "config.yaml"), "resume=true", "trainer.max_steps=45"], env))
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = parts(out)

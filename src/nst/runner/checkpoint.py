@@ -3,7 +3,8 @@
 What is in one: the target image (the module's only state_dict entry: the VGG19 weights are non-persistent
 buffers), the optimizer state, Lightning's loop counters, and an "nst" entry with the step, the target's shape
 and the optimizer's name, and (written by PairCheckpointIO) "inputs": digests of the content and style images
-and the settings that define the objective, so that a resume with other inputs is refused (`check_inputs`).
+and the settings that define the objective, so that a resume with other inputs is refused (`check_inputs`), and
+the id of the picture's W&B run (also in `wandb_id` beside it), which a resumed run goes on with.
 Content and style targets are recomputed on resume from the images.
 
 A batch of pictures is one Lightning checkpoint; PairCheckpointIO, the Trainer's checkpoint plugin, writes it
@@ -30,6 +31,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import ConfigError, first_line
 from ..files import atomic_write
+from .tracking import ID_FILE, read_id
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -135,6 +137,7 @@ class PairCheckpointIO(CheckpointIO):
         an OSError (ENOSPC) that atomic_write turns into an OutputError naming the file."""
         for folder, row in rows:
             row = as_numbers(row)
+            row["nst"]["wandb_id"] = read_id(os.path.join(folder, ID_FILE))  # the W&B run it goes on with
             buf = io.BytesIO()
             torch.save(row, buf)
             atomic_write(path_in(folder), lambda f: f.write(buf.getbuffer()))

@@ -129,6 +129,16 @@ def write_id(path: str, run_id: str) -> None:
         note(f"W&B: cannot keep the run id in {path} ({e}); a resumed run will start a new W&B run")
 
 
+def checkpoint_id(run_dir: str) -> Optional[str]:
+    """The W&B run id kept in run_dir's last.ckpt (for a folder whose wandb_id file was lost)."""
+    from .checkpoint import load, path_in
+    try:
+        run_id = load(path_in(run_dir))["nst"].get("wandb_id")
+    except Exception:  # no checkpoint, or not one of ours: a new run
+        return None
+    return run_id if isinstance(run_id, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id) else None
+
+
 def start_run(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = None, *,
               config: Optional[dict] = None, id_file: str = ID_FILE, resume: Optional[bool] = None):
     """A started W&B run writing under `run_dir/wandb`, or None when logging is disabled.
@@ -154,7 +164,9 @@ def start_run(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = None
         if os.environ.get("WANDB_SWEEP_ID"):  # under a sweep agent: its flat keys and ours are the same keys
             config = flat(config)
     id_path = os.path.join(run_dir, id_file)
-    run_id = read_id(id_path) if (cfg.resume if resume is None else resume) else None
+    run_id = None
+    if cfg.resume if resume is None else resume:
+        run_id = read_id(id_path) or checkpoint_id(run_dir)
     logger = cfg.logger
     kwargs = dict(project=logger.project or os.environ.get("WANDB_PROJECT") or "neural-style",
                   entity=logger.get("entity") or None, notes=logger.get("notes") or None, name=logger.name,
