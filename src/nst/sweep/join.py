@@ -50,11 +50,11 @@ def join_chunks(cfg: DictConfig, pairs: list[Pair], rows: list[dict]) -> list[st
             why = ", ".join(f"{n} {status.get(n) or 'todo'}" for n in undone)
             lines.append(f"{name}: not joined ({why})")
             continue
-        newest = max(os.path.getmtime(os.path.join(p.dir, f)) for p in chunks for f in ("final.mp4", "metrics.json"))
-        done = [os.path.join(out_dir, f) for f in ("final.mp4", "metrics.json")]
-        if all(os.path.isfile(f) for f in done) and os.path.getmtime(target) > newest:
-            continue
         try:
+            newest = max(os.path.getmtime(os.path.join(p.dir, f)) for p in chunks for f in ("final.mp4", "metrics.json"))
+            done = [os.path.join(out_dir, f) for f in ("final.mp4", "metrics.json")]
+            if all(os.path.isfile(f) for f in done) and os.path.getmtime(target) > newest:
+                continue  # joined after its chunks were last written
             lines.append(_join(cfg, chunks, out_dir, target))
         except (UserError, OSError, ValueError, KeyError) as e:
             lines.append(f"{name}: not joined ({first_line(e)})")
