@@ -475,7 +475,8 @@ def test_chunks_join_with_the_clips_audio_once_all_are_complete_and_only_when_ne
         for t in range(3):
             frames[3 * i + t].save(tmp_path / name / "frames" / f"{t + 1:05d}.png")
         (tmp_path / name / "final.mp4").write_bytes(b"")
-        (tmp_path / name / "metrics.json").write_text(json.dumps({"frames": 3, **({"seam_warping_error": 0.01} if i else {})}))
+        seam = {"seam_warping_error": 0.01} if i else {}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"frames": 3, **seam}))
         pairs.append(Pair(i, BUNNY, "s.jpg", name, str(tmp_path / name), {"video.start": start, "video.max_frames": 3},
                           name.split("__")[-1], video=True))
         rows.append({"pair": name, "status": "done"})

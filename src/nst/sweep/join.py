@@ -51,8 +51,9 @@ def join_chunks(cfg: DictConfig, pairs: list[Pair], rows: list[dict]) -> list[st
             lines.append(f"{name}: not joined ({why})")
             continue
         try:
-            newest = max(os.path.getmtime(os.path.join(p.dir, f)) for p in chunks for f in ("final.mp4", "metrics.json"))
-            done = [os.path.join(out_dir, f) for f in ("final.mp4", "metrics.json")]
+            outputs = ("final.mp4", "metrics.json")
+            newest = max(os.path.getmtime(os.path.join(p.dir, f)) for p in chunks for f in outputs)
+            done = [os.path.join(out_dir, f) for f in outputs]
             if all(os.path.isfile(f) for f in done) and os.path.getmtime(target) > newest:
                 continue  # joined after its chunks were last written
             lines.append(_join(cfg, chunks, out_dir, target))
