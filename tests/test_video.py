@@ -451,6 +451,48 @@ def test_chunks_of_a_clip_are_pairs_and_a_chunk_after_a_written_one_starts_from_
     print(f"warping error: inside the chunks {inside:.3g}, at a seam from the previous chunk {seam:.3g}, "
           f"at an independent seam {independent:.3g}")
     assert seam < 2 * inside and independent > 5 * seam
+    # the last process to finish joins the chunks: the clip's frames at its rate, and the seams' errors
+    joined = out / "pan__starry_night"
+    assert f"pan__starry_night: 2 chunks joined, 6 frames -> {joined / 'final.mp4'}" in proc.stdout
+    p = vio.probe(str(joined / "final.mp4"))
+    assert (p.frames, p.fps, p.size, p.codec, p.pix_fmt, p.audio) == (6, 10, (48, 32), "h264", "yuv420p", None)
+    j = json.loads((joined / "metrics.json").read_text())
+    assert (j["frames"], j["fps"], j["chunks"]) == (6, 10, [first, second])
+    assert j["seam_warping_error"] == [m["seam_warping_error"]]
+
+
+def test_chunks_join_with_the_clips_audio_once_all_are_complete_and_only_when_newer(tmp_path):
+    from omegaconf import OmegaConf
+    from nst.sweep.join import join_chunks
+    from nst.sweep.plan import Pair
+    frames = vio.read_clip(BUNNY, 64, start=10, max_frames=6).frames
+    cfg = OmegaConf.create({"output": {"dir": str(tmp_path)}, "data": {"size": 64},
+                            "video": {"chunk": 3, "fps": 25.0, "crf": 18}})
+    pairs, rows = [], []
+    for i, start in enumerate((10, 13)):
+        name = f"bigbuckbunny__s__frames-{start + 1}-{start + 3}"
+        (tmp_path / name / "frames").mkdir(parents=True)
+        for t in range(3):
+            frames[3 * i + t].save(tmp_path / name / "frames" / f"{t + 1:05d}.png")
+        (tmp_path / name / "final.mp4").write_bytes(b"")
+        seam = {"seam_warping_error": 0.01} if i else {}
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"frames": 3, **seam}))
+        pairs.append(Pair(i, BUNNY, "s.jpg", name, str(tmp_path / name), {"video.start": start, "video.max_frames": 3},
+                          name.split("__")[-1], video=True))
+        rows.append({"pair": name, "status": "done"})
+    joined = tmp_path / "bigbuckbunny__s" / "final.mp4"
+    rows[1]["status"] = "failed"
+    assert join_chunks(cfg, pairs, rows) == [f"bigbuckbunny__s: not joined ({pairs[1].name} failed)"]
+    assert not joined.exists()
+    rows[1]["status"] = "cached"
+    assert join_chunks(cfg, pairs, rows) == [f"bigbuckbunny__s: 2 chunks joined, 6 frames -> {joined}"]
+    p = vio.probe(str(joined))
+    assert (p.frames, p.fps, p.size, p.audio) == (6, 25, (64, 36), "aac")
+    assert 8 <= p.audio_packets <= 13  # 0.24 s of 48 kHz AAC, 1024 samples a packet
+    assert json.loads((joined.parent / "metrics.json").read_text())["seam_warping_error"] == [0.01]
+    assert not [n for n in os.listdir(joined.parent) if n.endswith(".tmp")]
+    written = joined.stat().st_mtime_ns
+    assert join_chunks(cfg, pairs, rows) == [] and joined.stat().st_mtime_ns == written  # newer than every chunk
 
 
 def test_a_negative_chunk_is_one_line(tmp_path, capsys):

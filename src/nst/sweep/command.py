@@ -21,6 +21,7 @@ from .claims import Heartbeat
 from .plan import Pair, plan, sweep_name
 from .processes import (Dist, die_with_launcher, dist_info, independent_process_logging, pick_device,
                         process_start_time)
+from .join import join_chunks
 from .report import Result, finalize
 
 SUMMARY_CLAIM = ".summary.claim"  # held while one process writes the summary
@@ -121,6 +122,7 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
         return 1 if own_failed else 0
     try:
         rows = finalize(cfg, pairs, results, since)
+        joined = join_chunks(cfg, pairs, rows)  # a clip's chunks (video.chunk) into one final.mp4
     finally:
         claims.release(writing)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed", "todo")}
@@ -129,6 +131,8 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
     for row in rows:
         if row["status"] in ("failed", "todo"):
             say(d, f"  {row['status']}: {row['pair']}: {row['error']}")
+    for line in joined:
+        say(d, f"  {line}")
     return 1 if counts["failed"] or counts["todo"] else 0
 
 
