@@ -7,7 +7,6 @@ import math
 from concurrent.futures import Future
 from types import SimpleNamespace
 
-import pytest
 import torch
 from PIL import Image
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
+import statistics
 import subprocess
 import sys
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -16,6 +19,19 @@ from ..images import fit_size
 CONTENT = "assets/tubingen.jpg"
 STYLE = "assets/starry_night.jpg"
 MIN_BENCH_SIZE = 32  # longest side; the content image is 4:3
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
+    """Median milliseconds of one call of `fn` over `repeats` calls, after `warmup` calls. torch.utils.benchmark's
+    Timer measures each call (it waits for the GPU before reading the clock); the median of single calls rather
+    than its blocked means, because one slow call (a page fault storm, the other core's work) should not count."""
+    # Importing it reaches torch.utils.cpp_extension, which warns on every machine without CUDA: not our news.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
+    timer = Timer(stmt="fn()", globals={"fn": fn})
+    if warmup:
+        timer.timeit(warmup)
+    return statistics.median(timer.timeit(1).mean for _ in range(repeats)) * 1000
 
 
 def peak_mb() -> float:

@@ -11,27 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import torch
 
-from .common import content_hw, write_report
+from .common import content_hw, median_ms, write_report
 from .speed import floor_network
 
 
 def _timed(fn, repeats: int = 30) -> float:
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return median_ms(fn, repeats, warmup=3)
 
 
 def measure(size: int) -> dict:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -28,20 +26,13 @@ from ..model.losses import gram
 from ..model.vgg import CONVS, LAYERS
 from ..runner.hardware import cpu_has_fast_bf16, describe_device, resolve_precision, reuse_freed_memory
 from ..runner.run import module_for
-from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, write_report
+from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, median_ms, write_report
 
 CL = "channels_last"
 
 
 def _ms(fn, repeats: int = 10) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    return median_ms(fn, repeats, warmup=2)
 
 
 def convolutions(h: int, w: int, dtype) -> list[dict]:

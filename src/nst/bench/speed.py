@@ -30,7 +30,7 @@ from ..model.vgg import LAYERS, load_vgg19
 from ..runner.hardware import (describe_device, resolve_accelerator, resolve_precision, reuse_freed_memory,
                                tune_backends)
 from ..runner.run import loop_for, module_for, steps_loader
-from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, peak_mb, write_report
+from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, median_ms, peak_mb, write_report
 
 PASTICHE_LAYERS = {"conv4_2": "block4_relu2", "conv1_1": "block1_relu1", "conv2_1": "block2_relu1",
                    "conv3_1": "block3_relu1", "conv4_1": "block4_relu1", "conv5_1": "block5_relu1"}
@@ -77,16 +77,8 @@ def _time_floor(size: int, repeats: int, acc: str, precision: str) -> dict:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             y = net(x.contiguous(memory_format=torch.channels_last))
         y.float().sum().backward()
-        if device == "cuda":
-            torch.cuda.synchronize()
 
-    times = []
-    for i in range(repeats + 2):
-        t = time.perf_counter()
-        once()
-        if i >= 2:
-            times.append(time.perf_counter() - t)
-    return {"ms": statistics.median(times) * 1000, "peak_mb": peak_mb(), "hw": [h, w], "precision": precision}
+    return {"ms": median_ms(once, repeats, warmup=2), "peak_mb": peak_mb(), "hw": [h, w], "precision": precision}
 
 
 def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:

@@ -21,7 +21,6 @@ import argparse
 import csv
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from ..images import fit_size
 from ..model.losses import gram
 from ..model.vgg import load_vgg19
 from ..runner.hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
-from .common import write_report
+from .common import median_ms, write_report
 
 CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg", "assets/hoovertowernight.jpg"]
 STYLES = ["assets/starry_night.jpg", "assets/the_scream.jpg", "assets/shipwreck.jpg",
@@ -100,19 +99,15 @@ def batch_probe(size: int, batches: list[int], repeats: int = 6) -> dict:
     out = {}
     for b in batches:
         x = torch.rand(b, 3, h, w, device=device, requires_grad=True)
-        times = []
-        for i in range(repeats + 2):
-            start = time.perf_counter()
+
+        def evaluation():
             with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
                 feats = extractor(x, layers)
             with torch.autocast(device, enabled=False):
                 loss = sum(gram(f).square().sum() for f in feats.values())
             loss.backward()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-        out[b] = statistics.median(times) * 1000 / b
+
+        out[b] = median_ms(evaluation, repeats, warmup=2) / b
     return {"device": describe_device(), "size": size, "hw": [h, w], "ms_per_image_step": {b: round(v, 2) for b, v in out.items()},
             "gain_over_batch_1": {b: round(out[batches[0]] / v, 2) for b, v in out.items()}}
 

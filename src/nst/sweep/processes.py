@@ -51,7 +51,8 @@ def process_start_time() -> float:
 
 def start_time_of(pid: int | str) -> Optional[float]:
     """When process `pid` ("self": this one) was created, wall clock, from /proc (Linux); None when there is no
-    such process or no /proc. With the pid it tells a process from a later one that was given the same pid."""
+    such process or no /proc. With the pid it tells a process from a later one that was given the same pid.
+    (psutil.Process(pid).create_time() reads the same two files; not a dependency worth adding for them.)"""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()  # from field 3 on: the command name may hold spaces
