@@ -63,7 +63,7 @@ class Objective(nn.Module):
         self.batch = batch
         self.ready = False  # targets set (set_targets) for the current scale
         self.temporal = False  # temporal targets set (set_temporal): a video frame after the first
-        self.register_buffer("no_tv", torch.zeros(batch), persistent=False)
+        self.register_buffer("zero", torch.zeros(batch), persistent=False)  # a term that is off, per picture
 
     def _put(self, name: str, value: torch.Tensor) -> None:
         self.register_buffer(name, value, persistent=False)  # replaces the previous scale's
@@ -131,10 +131,10 @@ class Objective(nn.Module):
                 parts[f"style/{k}"] = style_term(features[k], self.buffer("style_target", k),
                                                  self.buffer("style_scale", k))
             style = sum(parts[f"style/{k}"] for k in s.style_layers)
-            tv = s.tv_weight * tv_loss(image.float()) if s.tv_weight > 0 else self.no_tv
+            tv = s.tv_weight * tv_loss(image.float()) if s.tv_weight > 0 else self.zero
             total = content + style + tv if s.tv_weight > 0 else content + style
             if s.temporal_weight > 0:
-                parts["temporal_loss"] = self.no_tv
+                parts["temporal_loss"] = self.zero
                 if self.temporal:
                     if self.temporal_target.shape[-2:] != image.shape[-2:]:
                         raise RuntimeError(f"Objective: temporal targets of {tuple(self.temporal_target.shape[-2:])}"

@@ -139,12 +139,11 @@ def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
     if available is None:
         return
     precision = resolve_precision(str(cfg.trainer.precision), accelerator)
-    pixels = max(h * w for h, w in jobs[0].sizes())
+    h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
     style_side_px = style_side(cfg.data.size, cfg.data.style_scale)
     needed = memory.FIXED_BYTES + len(jobs) * memory.bytes_per_picture(
-        pixels + style_side_px ** 2 // 2, precision, memory.history_units(cfg.optim.name, cfg.optim.history))
+        h * w + style_side_px ** 2 // 2, precision, memory.history_units(cfg.optim.name, cfg.optim.history))
     if needed > available:
-        h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])
         raise ConfigError(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
                           f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
                           f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
