@@ -8,12 +8,25 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import forks
 from helpers.train import ADAM, ADAM_STEPS, tiny, train
 
 # Tests must never reach the network, and W&B must never prompt.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The cores shared among pytest-xdist's workers; the processes the tests start inherit the same count.
+THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+torch.set_num_threads(THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zygote():
+    """The pre-imported Python that train.py and sweep processes are forked from (helpers/forks.py): started with
+    the session so that its imports overlap the first tests. NST_TEST_FORK=0 starts every process afresh."""
+    forks.start_zygote()
+    yield
+    forks.stop_zygote()
 
 
 @pytest.fixture

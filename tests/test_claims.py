@@ -19,15 +19,10 @@ from helpers import ROOT
 from helpers.wandb_records import offline_runs
 from nst.sweep import claims
 from nst.sweep.processes import start_time_of
-from helpers.sweeps import CONTENTS, PAIRS, STYLES, TORCHRUN, env_for, ran, summary, tiny
+from helpers.sweeps import CONTENTS, PAIRS, STYLES, TORCHRUN, env_for, ran, start, summary, tiny
 
 
-def start(tmp_path, *args, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nst.sweep", *args], cwd=ROOT, env=env or env_for(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_a_claim(out, proc: subprocess.Popen, limit: float = 240) -> None:
+def wait_for_a_claim(out, proc, limit: float = 240) -> None:
     """Until `proc` holds a claim on a pair of the sweep in `out` (or has ended), whatever the machine's speed."""
     deadline = time.monotonic() + limit
     while proc.poll() is None and time.monotonic() < deadline:

@@ -4,7 +4,6 @@ written."""
 from __future__ import annotations
 
 import os
-import resource
 
 import pytest
 import torch
@@ -99,10 +98,8 @@ def test_train_py_bad_input_exit_status_and_stderr(tmp_path):
 
 def test_full_disk_is_one_line_naming_output_dir_and_no_partial_file(tmp_path):
     # RLIMIT_FSIZE makes every write past 3000 bytes fail (EFBIG; Python ignores SIGXFSZ), like a full disk.
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
     out = tmp_path / "run"
-    proc = train(tiny(out, steps=2), preexec_fn=limit)
+    proc = train(tiny(out, steps=2), limits={"RLIMIT_FSIZE": 3000})
     assert_one_line_error(proc.returncode, proc.stderr, "output.dir: cannot write", f"{out}/final.png")
     assert os.listdir(out) == []  # no final.png, no metrics, no temporary file
 

@@ -11,6 +11,7 @@ import pytest
 from helpers import ROOT
 
 
+@pytest.mark.slow  # builds a wheel and a venv: about 14 s
 def test_installed_nst_commands_work_outside_the_checkout(tmp_path):
     setuptools = pytest.importorskip("setuptools")
     if int(setuptools.__version__.split(".")[0]) < 77:

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from helpers import ROOT
-from helpers.sweeps import CELL, CONTENTS, PAIRS, STYLES, env_for, ran, summary, sweep, tiny, torchrun
+from helpers.sweeps import CELL, CONTENTS, PAIRS, STYLES, env_for, ran, start, summary, sweep, tiny, torchrun
 from helpers.wandb_records import offline_runs
 
-def test_torchrun_two_processes_each_pair_once_grouped_in_wandb_and_resume(tmp_path):
+def test_torchrun_two_processes_each_pair_once_grouped_in_wandb_and_a_rerun_redoes_only_a_lost_pair(tmp_path):
     out = tmp_path / "sweep"
     proc = torchrun(tmp_path, *tiny(out))
     log = proc.stdout + proc.stderr
@@ -52,13 +52,13 @@ def test_torchrun_two_processes_each_pair_once_grouped_in_wandb_and_resume(tmp_p
         # a header row (styles) and column (contents) around 2 x 2 results
         assert sheet.size == ((1 + len(STYLES)) * CELL, (1 + len(CONTENTS)) * CELL)
 
-    # A killed sweep: one pair's outputs are gone. The rerun recomputes that pair and nothing else.
+    # A killed sweep: one pair's outputs are gone. The rerun (one process) recomputes that pair and nothing else.
     redo = PAIRS[3]
     kept = {n: os.stat(out / n / "final.png").st_mtime_ns for n in PAIRS if n != redo}
     for f in os.listdir(out / redo):
         if os.path.isfile(out / redo / f):
             os.unlink(out / redo / f)
-    proc = torchrun(tmp_path, *tiny(out))
+    proc = sweep(tmp_path, *tiny(out))
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert ran(log) == [redo]
@@ -89,8 +89,7 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
     # Other settings into the same folder: a complete pair made with the old ones is redone, not skipped.
     # SIGTERM (a SLURM time limit) once its first step is done: the sweep stops with 143 ...
     more = [*args, "trainer.max_steps=100", "output.save_every=1"]
-    proc = subprocess.Popen([sys.executable, "-m", "nst.sweep", *more], cwd=ROOT, env=env_for(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start(tmp_path, *more)
     first_step = out / "tubingen__starry_night" / "step_00001.png"
     deadline = time.time() + 120
     while not first_step.exists() and proc.poll() is None and time.time() < deadline:
@@ -186,8 +185,7 @@ def test_slurm_variables_two_tasks(tmp_path):
         env = env_for(tmp_path, SLURM_NTASKS="2", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank),
                    SLURM_NODEID="0", SLURM_JOB_ID="4242", SLURM_JOB_NAME="nst-sweep", SLURM_NODELIST="localhost",
                    MASTER_PORT=port)
-        procs.append(subprocess.Popen([sys.executable, "-m", "nst.sweep", *args], cwd=ROOT, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(start(tmp_path, *args, env=env))
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
     assert sorted(ran(logs[0]) + ran(logs[1])) == ["tubingen__starry_night", "tubingen__the_scream"]

@@ -51,7 +51,7 @@ import types  # noqa: E402
 
 import yaml  # noqa: E402
 
-from helpers import CONTENT, ROOT, STYLE  # noqa: E402
+from helpers import CONTENT, ROOT, STYLE, forks  # noqa: E402
 from helpers.sweeps import STYLES, summary, sweep  # noqa: E402
 from helpers.sweeps import tiny as tiny_sweep  # noqa: E402
 from helpers.wandb_records import offline_runs  # noqa: E402
@@ -75,12 +75,11 @@ def small(out, *extra, steps=40) -> list[str]:
             "logger.image_every=0", "trainer.enable_progress_bar=false", f"output.dir={out}", *extra]
 
 
-def train_py(args, env, timeout=240, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+def train_py(args, env):
+    return forks.popen([os.path.join(ROOT, "train.py"), *args], env=env)
 
 
-def done(p: subprocess.Popen, timeout=240) -> subprocess.CompletedProcess:
+def done(p, timeout=240) -> subprocess.CompletedProcess:
     out, err = p.communicate(timeout=timeout)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 

@@ -335,11 +335,12 @@ def test_a_video_computes_nothing_on_a_module_after_its_frames_teardown(tmp_path
 def _sweep_args(out, contents, *extra):
     from helpers.sweeps import tiny
     return tiny(out, "data.size=48", "video.steps_later=2", "trainer.precision=32", *extra,
-                contents=contents, styles=[STYLE, os.path.join(ROOT, "assets", "the_scream.jpg")][:2])
+                contents=contents, styles=[STYLE, os.path.join(ROOT, "assets", "the_scream.jpg")][:2],
+                mode="disabled")
 
 
-def test_a_torchrun_sweep_over_a_video_and_two_styles_writes_skips_and_resumes_mid_video(tmp_path):
-    from helpers.sweeps import ran, summary, torchrun
+def test_a_torchrun_sweep_over_a_video_and_two_styles_writes_and_a_rerun_skips_and_resumes_mid_video(tmp_path):
+    from helpers.sweeps import ran, summary, sweep, torchrun
     clip = pan_clip(tmp_path, n=3)
     out = tmp_path / "sweep"
     args = _sweep_args(out, [clip])
@@ -360,7 +361,7 @@ def test_a_torchrun_sweep_over_a_video_and_two_styles_writes_skips_and_resumes_m
     cell = sheet.crop((48, 48, 96, 96)).convert("L")
     assert cell.getextrema()[1] - cell.getextrema()[0] > 40
 
-    again = torchrun(tmp_path, *args)  # a rerun skips both
+    again = sweep(tmp_path, *args)  # a rerun skips both
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert ran(again.stdout) == [] and again.stdout.count("complete, skipped") == 2
     assert [r["status"] for r in summary(out)] == ["cached", "cached"]
@@ -373,7 +374,7 @@ def test_a_torchrun_sweep_over_a_video_and_two_styles_writes_skips_and_resumes_m
     for name in ("final.mp4", "metrics.json", "frames/00003.png"):
         os.unlink(killed / name)
     kept = {p: os.stat(killed / p).st_mtime_ns for p in ("frames/00001.png", "frames/00002.png", "flow/00002_1.npz")}
-    resumed = torchrun(tmp_path, *args)
+    resumed = sweep(tmp_path, *args)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert ran(resumed.stdout) == [pairs[0]]
     assert f"{pairs[0]}: running (interrupted earlier, resuming from progress.json)" in resumed.stdout

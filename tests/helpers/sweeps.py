@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from helpers import ROOT
+from helpers import ROOT, forks
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, wherever its script was installed
 CONTENTS = ["assets/tubingen.jpg", "assets/golden_gate.jpg"]
@@ -41,8 +41,13 @@ def torchrun(tmp_path, *args: str, nproc: int = 2) -> subprocess.CompletedProces
 
 
 def sweep(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nst.sweep", *args], cwd=ROOT, env=env or env_for(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    """`python -m nst.sweep ARGS`, one process (forked from the pre-imported Python, see forks.py)."""
+    return forks.run(["-m", "nst.sweep", *args], env=env or env_for(tmp_path))
+
+
+def start(tmp_path, *args: str, env: dict | None = None):
+    """`python -m nst.sweep ARGS` started, its stdout and stderr in one pipe."""
+    return forks.popen(["-m", "nst.sweep", *args], env=env or env_for(tmp_path), stderr=forks.STDOUT)
 
 
 def summary(out) -> list[dict]:

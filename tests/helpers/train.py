@@ -1,4 +1,4 @@
-"""Running train.py as a user does (a subprocess) or as it runs itself (nst.cli.main in this process), and
+"""Running train.py as a user does (a process of its own) or as it runs itself (nst.cli.main in this process), and
 checking what it said and left behind."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from helpers import CONTENT, ROOT, STYLE
+from helpers import CONTENT, ROOT, STYLE, forks
 from nst.cli import main as cli_main
 from nst.config import load_config
 from nst.runner.run import run
@@ -29,15 +29,14 @@ def tiny(out, *extra, size=48, steps=3) -> list[str]:
             "trainer.precision=32", f"output.dir={out}", *extra]
 
 
-def popen(args, cwd: str = ROOT, env: dict | None = None, **kw) -> subprocess.Popen:
-    """`python train.py ARGS` as a user starts it, single-threaded, W&B disabled unless `args` or `env` say
-    otherwise (`env` is added to ENV)."""
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd, env={**ENV, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+def popen(args, cwd: str = ROOT, env: dict | None = None, limits: dict[str, int] | None = None):
+    """`python train.py ARGS` in its own process (forked from the pre-imported Python, see forks.py),
+    single-threaded, W&B disabled unless `args` or `env` say otherwise (`env` is added to ENV)."""
+    return forks.popen([os.path.join(ROOT, "train.py"), *args], cwd=cwd, env={**ENV, **(env or {})}, limits=limits)
 
 
 def train(args, timeout=240, **kw) -> subprocess.CompletedProcess:
-    """popen, run to the end: the one way the tests run train.py in a subprocess."""
+    """popen, run to the end: the one way the tests run train.py in a process of its own."""
     p = popen(args, **kw)
     out, err = p.communicate(timeout=timeout)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)

@@ -1,0 +1,101 @@
+"""A Python that imports torch, Lightning, W&B and nst once, then forks a copy of itself for every `python train.py
+...` or `python -m MODULE ...` the tests start (tests/helpers/forks.py is the client).
+
+Each copy is a real process with its own pid, standard streams, signals, threads and exit status; it only skips
+the ~3.5 s of imports every fresh interpreter pays. Usage: python zygote.py SOCKET (prints "ready" when it serves).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import runpy
+import select
+import socket
+import sys
+
+# Not wandb (0.3 s): it makes temporary folders when imported, which the first copy to end would delete for all.
+PRELOAD = ("torch", "lightning.pytorch", "PIL.Image", "omegaconf", "nst.cli", "nst.config", "nst.runner.run",
+           "nst.sweep.command", "nst.video.run")
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def serve(path: str):
+    """Fork for each request; returns (request, fds) in the forked child only. The server itself never returns:
+    it ends when its parent (the test session) does."""
+    import numpy  # noqa: F401  its OpenBLAS starts a thread pool, which stops and restarts itself around a fork
+    blas = threads()
+    for name in PRELOAD:
+        importlib.import_module(name)
+    if threads() != blas:  # a copy forked while any other thread runs could deadlock
+        sys.exit(f"zygote: {threads() - blas} threads started by the imports; forking would not be safe")
+    if "wandb" in sys.modules:  # see PRELOAD
+        sys.exit("zygote: wandb was imported; its temporary folders would be deleted by the first copy to end")
+    parent = os.getppid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(path)
+    listener.listen(64)
+    print("ready", flush=True)
+    waiting: dict[int, socket.socket] = {}  # child pid -> the connection its exit status goes to
+    while os.getppid() == parent:
+        if select.select([listener], [], [], 0.02)[0]:
+            conn, _ = listener.accept()
+            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                conn.close()
+                for other in waiting.values():
+                    other.close()
+                return json.loads(message), fds
+            for fd in fds:
+                os.close(fd)
+            conn.send(str(pid).encode())
+            waiting[pid] = conn
+        while waiting:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            conn = waiting.pop(pid, None)
+            if conn is not None:
+                conn.send(str(status).encode())
+                conn.close()
+    sys.exit(0)
+
+
+def become(request: dict, fds: list[int]) -> None:
+    """Turn this fork into `python ARGV` started in `cwd` with `env` and the given standard streams."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    for name, value in request["limits"].items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
+    if threads:  # the zygote started without either, so without them the copy keeps torch's default
+        import torch
+        torch.set_num_threads(int(threads))
+    argv = request["argv"]
+    if argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]
+        sys.path[0] = os.getcwd()
+        runpy._run_module_as_main(argv[1], alter_argv=True)  # what `python -m` itself calls
+    else:
+        script = os.path.abspath(argv[0])
+        sys.argv = [script, *argv[1:]]
+        sys.path[0] = os.path.dirname(script)
+        runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    become(*serve(sys.argv[1]))
