@@ -14,10 +14,8 @@ from helpers.train import ADAM, ADAM_STEPS, tiny, train
 # Tests must never reach the network, and W&B must never prompt.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-# The cores shared among pytest-xdist's workers; the processes the tests start inherit the same count.
-THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-torch.set_num_threads(THREADS)
-os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+# The cores shared among pytest-xdist's workers (the processes the tests start use one thread: helpers/).
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 
 @pytest.fixture(scope="session", autouse=True)

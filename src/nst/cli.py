@@ -119,5 +119,5 @@ def entry() -> NoReturn:
     argv = sys.argv[1:]
     if argv[:1] == ["sweep"]:
         from .sweep.command import main as sweep_main
-        sys.exit(sweep_main(argv[1:], prog="nst sweep"))
+        exit_now(sweep_main(argv[1:], prog="nst sweep"))
     exit_now(main(argv, prog="nst"))

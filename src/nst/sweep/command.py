@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import time
-from typing import Optional
+from typing import NoReturn, Optional
 
 from omegaconf import DictConfig
 
@@ -136,6 +136,7 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
     return 1 if counts["failed"] or counts["todo"] else 0
 
 
-def entry() -> None:
+def entry() -> NoReturn:
     """The nst-sweep command."""
-    sys.exit(main(prog="nst-sweep"))
+    from ..cli import exit_now
+    exit_now(main(prog="nst-sweep"))
