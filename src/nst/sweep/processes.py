@@ -44,21 +44,33 @@ class Dist:
 def process_start_time() -> float:
     """When this process was created (wall clock, Linux; elsewhere: now). The processes of one launch are created
     within moments of each other however long each one's imports take, so a pair finished after this time was
-    computed by this launch and not found complete from an earlier one."""
-    started = start_time_of("self")
-    return time.time() if started is None else min(time.time(), started)
+    computed by this launch and not found complete from an earlier one.
+
+    Counted back from now on the boot clock, to the 10 ms of /proc: start_time_of's boot time is whole seconds,
+    which would make a pair that an earlier launch finished up to a second before this one started look new."""
+    try:
+        since_boot = _ticks_since_boot("self") / os.sysconf("SC_CLK_TCK")
+        return time.time() - max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+
+
+def _ticks_since_boot(pid: int | str) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # from field 3 on: the command name may hold spaces
+    return int(fields[19])  # field 22: start, in clock ticks since boot
 
 
 def start_time_of(pid: int | str) -> Optional[float]:
-    """When process `pid` ("self": this one) was created, wall clock, from /proc (Linux); None when there is no
-    such process or no /proc. With the pid it tells a process from a later one that was given the same pid.
-    (psutil.Process(pid).create_time() reads the same two files; not a dependency worth adding for them.)"""
+    """When process `pid` ("self": this one) was created, wall clock to about a second (the same value every time
+    it is read), from /proc (Linux); None when there is no such process or no /proc. With the pid it tells a
+    process from a later one that was given the same pid. (psutil.Process(pid).create_time() reads the same two
+    files; not a dependency worth adding for them.)"""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # from field 3 on: the command name may hold spaces
+        ticks = _ticks_since_boot(pid)
         with open("/proc/stat") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
-        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks since boot
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
 
