@@ -172,6 +172,7 @@ def _workers_of(out) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # torchrun and two workers: ~10 CPU-seconds; the default suite's torchrun test is in test_sweep.py
 def test_workers_stop_and_keep_their_pairs_when_the_launcher_is_killed(tmp_path):
     out = tmp_path / "sweep"
     launcher = subprocess.Popen([*TORCHRUN, "--nproc_per_node=2", "-m", "nst.sweep",

@@ -339,13 +339,15 @@ def _sweep_args(out, contents, *extra):
                 mode="disabled")
 
 
-def test_a_torchrun_sweep_over_a_video_and_two_styles_writes_and_a_rerun_skips_and_resumes_mid_video(tmp_path):
+@pytest.mark.parametrize("launch", ["one process", pytest.param("torchrun", marks=pytest.mark.slow)])
+def test_a_sweep_over_a_video_and_two_styles_writes_and_a_rerun_skips_and_resumes_mid_video(launch, tmp_path):
+    """The first launch is one sweep process, or torchrun with two (make test-slow); the reruns are one process."""
     from helpers.sweeps import ran, summary, sweep, torchrun
     clip = pan_clip(tmp_path, n=3)
     out = tmp_path / "sweep"
     args = _sweep_args(out, [clip])
     pairs = ["pan__starry_night", "pan__the_scream"]
-    first = torchrun(tmp_path, *args)
+    first = torchrun(tmp_path, *args) if launch == "torchrun" else sweep(tmp_path, *args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert sorted(ran(first.stdout)) == pairs
     for name in pairs:
