@@ -93,6 +93,10 @@ def test_random_weights_are_seeded():
     b = load_vgg19("random", last_layer="conv1_2", seed=3).conv1_1_w
     c = load_vgg19("random", last_layer="conv1_2", seed=4).conv1_1_w
     assert torch.equal(a, b) and not torch.equal(a, c)
+    full = load_vgg19("random", last_layer="conv5_1", seed=3)  # a layer's values do not depend on the layers after it
+    assert torch.equal(full.conv1_1_w, a) and not hasattr(load_vgg19("random", last_layer="conv1_2"), "conv2_1_w")
+    full.conv1_1_w.add_(1)  # the cached weights are copied into each module
+    assert torch.equal(load_vgg19("random", last_layer="conv5_1", seed=3).conv1_1_w, a)
 
 
 def test_bf16_features_are_close_to_float32(caffe):
