@@ -88,7 +88,7 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
 
     # Other settings into the same folder: a complete pair made with the old ones is redone, not skipped.
     # SIGTERM (a SLURM time limit) once its first step is done: the sweep stops with 143 ...
-    more = [*args, "trainer.max_steps=100", "output.save_every=1"]
+    more = [*args, "trainer.max_steps=30", "output.save_every=1"]
     proc = start(tmp_path, *more)
     first_step = out / "tubingen__starry_night" / "step_00001.png"
     deadline = time.time() + 120
@@ -97,7 +97,7 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
     proc.send_signal(signal.SIGTERM)
     log = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, log[-3000:]
-    assert "running (settings changed (trainer.max_steps: 5 -> 100))" in log, log[-3000:]
+    assert "running (settings changed (trainer.max_steps: 5 -> 30))" in log, log[-3000:]
     assert "interrupted by SIGTERM" in log and ran(log) == [], log[-3000:]
     # ... and the same command again goes on from the pair's checkpoint.
     proc = sweep(tmp_path, *more)
@@ -105,7 +105,7 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
     assert proc.returncode == 1, log[-3000:]
     assert "tubingen__starry_night: running (interrupted earlier, resuming from last.ckpt)" in log, log[-3000:]
     assert ran(log) == ["tubingen__starry_night"]
-    assert summary(out)[0]["steps"] == "100"
+    assert summary(out)[0]["steps"] == "30"
 
 
 def test_a_batched_sweep_makes_what_pair_by_pair_makes(tmp_path):

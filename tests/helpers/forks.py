@@ -23,9 +23,10 @@ from helpers import ROOT
 PIPE, STDOUT, DEVNULL = subprocess.PIPE, subprocess.STDOUT, subprocess.DEVNULL
 
 # Settings a Python reads when it starts, before any of our code: a fork inherits the zygote's, so a command
-# asking for others gets a plain subprocess. (Thread counts and PYTHONDONTWRITEBYTECODE the fork sets itself.)
+# asking for others gets a plain subprocess. (Thread counts and PYTHONDONTWRITEBYTECODE the fork sets itself;
+# LD_LIBRARY_PATH is left out: OpenCV adds its own folder to it when imported, in the tests' process too.)
 _AT_STARTUP = ("PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONWARNINGS", "PYTHONSAFEPATH",
-               "PYTHONOPTIMIZE", "LD_PRELOAD", "LD_LIBRARY_PATH")
+               "PYTHONOPTIMIZE", "LD_PRELOAD")
 _THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Lightning takes its process's rank from the first of these when it is imported: the zygote's is 0.
 _RANK_AT_IMPORT = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")

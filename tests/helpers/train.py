@@ -72,7 +72,7 @@ def evil_file(path, marker) -> None:
 ADAM = ["optim.name=adam", "optim.lr=0.02", "scales.min=32", "scales.steps=20", "seed=3"]
 
 
-ADAM_STEPS = 80  # scale 34 px for steps 0-19, 48 px for 20-79
+ADAM_STEPS = 40  # scale 34 px for steps 0-19, 48 px for 20-39
 
 
 def target_of(path) -> torch.Tensor:
