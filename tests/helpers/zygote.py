@@ -34,6 +34,8 @@ def serve(path: str):
         importlib.import_module(name)
     if threads() != blas:  # a copy forked while any other thread runs could deadlock
         sys.exit(f"zygote: {threads() - blas} threads started by the imports; forking would not be safe")
+    if sys.modules["torch"].cuda.is_initialized():  # a fork could not use CUDA again
+        sys.exit("zygote: CUDA was initialized by the imports; forked copies could not use it")
     if "wandb" in sys.modules:  # see PRELOAD
         sys.exit("zygote: wandb was imported; its temporary folders would be deleted by the first copy to end")
     parent = os.getppid()
