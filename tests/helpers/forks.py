@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,40 +38,60 @@ def _rank_at_import(env: dict) -> int:
 
 
 class Zygote:
-    """The pre-imported Python of one test session (one per pytest-xdist worker)."""
+    """The pre-imported Python of one test session, shared by pytest-xdist's workers: the session's first process
+    starts it before collecting the tests (start), the workers find its folder in NST_TEST_ZYGOTE (attach). The
+    folder holds its socket, its state ("ready" or why not) and the environment it started with."""
 
-    def __init__(self):
-        self.folder = tempfile.mkdtemp(prefix="nst-zygote-")
-        self.path = os.path.join(self.folder, "socket")
-        self.env = {k: v for k, v in os.environ.items() if k not in _THREADS}
-        self.process = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "helpers", "zygote.py"),
-                                         self.path], cwd=ROOT, env=self.env, stdin=DEVNULL, stdout=PIPE, text=True)
+    def __init__(self, folder: str, process: subprocess.Popen | None = None):
+        self.folder, self.process = folder, process
+        self.path = os.path.join(folder, "socket")
+        with open(os.path.join(folder, "env.json")) as f:
+            self.env = json.load(f)
         self._ready = None
 
+    @classmethod
+    def start(cls) -> "Zygote":
+        folder = tempfile.mkdtemp(prefix="nst-zygote-")
+        env = {k: v for k, v in os.environ.items() if k not in _THREADS}
+        with open(os.path.join(folder, "env.json"), "w") as f:
+            json.dump(env, f)
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "helpers", "zygote.py"), folder],
+                                   cwd=ROOT, env=env, stdin=DEVNULL, stdout=DEVNULL)
+        os.environ["NST_TEST_ZYGOTE"] = folder  # for the workers, started after this
+        return cls(folder, process)
+
     def ready(self) -> bool:
-        if self._ready is None:  # the first command waits for the imports, started with the session
-            self._ready = self.process.stdout.readline().strip() == "ready"
-        return self._ready and self.process.poll() is None
+        """Whether it serves; the first command waits for its imports (seconds), or for its failure."""
+        deadline = time.monotonic() + 600
+        while self._ready is None:
+            try:
+                with open(os.path.join(self.folder, "state")) as f:
+                    self._ready = f.read() == "ready"
+            except FileNotFoundError:
+                if (self.process is not None and self.process.poll() is not None) or time.monotonic() > deadline:
+                    self._ready = False
+                time.sleep(0.02)
+        return self._ready
 
     def serves(self, env: dict) -> bool:
         return all(env.get(k) == self.env.get(k) for k in _AT_STARTUP) and _rank_at_import(env) == 0 \
             and self.ready()
 
     def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        for name in os.listdir(self.folder):
-            os.unlink(os.path.join(self.folder, name))
-        os.rmdir(self.folder)
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _zygote: Zygote | None = None
 
 
 def start_zygote() -> None:
+    """In the session's first process (pytest_configure): start the zygote unless NST_TEST_FORK=0."""
     global _zygote
     if os.environ.get("NST_TEST_FORK", "1") != "0":
-        _zygote = Zygote()
+        _zygote = Zygote.start()
 
 
 def stop_zygote() -> None:
@@ -80,14 +101,22 @@ def stop_zygote() -> None:
         _zygote = None
 
 
+def _the_zygote() -> Zygote | None:
+    global _zygote
+    if _zygote is None and os.environ.get("NST_TEST_ZYGOTE") and os.environ.get("NST_TEST_FORK", "1") != "0":
+        _zygote = Zygote(os.environ["NST_TEST_ZYGOTE"])  # a pytest-xdist worker: the controller's zygote
+    return _zygote
+
+
 def popen(argv: list[str], cwd: str = ROOT, env: dict | None = None, stdout=PIPE, stderr=PIPE, text: bool = True,
           limits: dict[str, int] | None = None):
     """subprocess.Popen([sys.executable, *argv], ...) or its forked equivalent (same attributes the tests use).
     `limits`: resource limits for the process, e.g. {"RLIMIT_FSIZE": 3000}."""
     env = dict(os.environ if env is None else env)
     limits = dict(limits or {})
-    if _zygote is not None and _zygote.serves(env):
-        return Forked(_zygote.path, argv, cwd, env, stdout, stderr, text, limits)
+    zygote = _the_zygote()
+    if zygote is not None and zygote.serves(env):
+        return Forked(zygote.path, argv, cwd, env, stdout, stderr, text, limits)
     return subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=text,
                             preexec_fn=(lambda: set_limits(limits)) if limits else None)
 

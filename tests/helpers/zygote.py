@@ -2,7 +2,8 @@
 ...` or `python -m MODULE ...` the tests start (tests/helpers/forks.py is the client).
 
 Each copy is a real process with its own pid, standard streams, signals, threads and exit status; it only skips
-the ~3.5 s of imports every fresh interpreter pays. Usage: python zygote.py SOCKET (prints "ready" when it serves).
+the ~3.5 s of imports every fresh interpreter pays. Usage: python zygote.py FOLDER: it listens on FOLDER/socket
+and writes FOLDER/state, "ready" once it serves or the reason it does not.
 """
 
 from __future__ import annotations
@@ -25,24 +26,42 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def serve(path: str):
-    """Fork for each request; returns (request, fds) in the forked child only. The server itself never returns:
-    it ends when its parent (the test session) does."""
+def unsafe() -> str | None:
+    """Why forking this process would not be safe, or None."""
     import numpy  # noqa: F401  its OpenBLAS starts a thread pool, which stops and restarts itself around a fork
     blas = threads()
     for name in PRELOAD:
         importlib.import_module(name)
     if threads() != blas:  # a copy forked while any other thread runs could deadlock
-        sys.exit(f"zygote: {threads() - blas} threads started by the imports; forking would not be safe")
+        return f"{threads() - blas} threads started by the imports"
     if sys.modules["torch"].cuda.is_initialized():  # a fork could not use CUDA again
-        sys.exit("zygote: CUDA was initialized by the imports; forked copies could not use it")
+        return "CUDA was initialized by the imports"
     if "wandb" in sys.modules:  # see PRELOAD
-        sys.exit("zygote: wandb was imported; its temporary folders would be deleted by the first copy to end")
+        return "wandb was imported: its temporary folders would be deleted by the first copy to end"
+    return None
+
+
+def set_state(folder: str, text: str) -> None:
+    with open(os.path.join(folder, "state.tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(folder, "state.tmp"), os.path.join(folder, "state"))
+
+
+def serve(folder: str):
+    """Fork for each request; returns (request, fds) in the forked child only. The server itself never returns:
+    it ends when its parent (the test session) does."""
     parent = os.getppid()
+    try:
+        reason = unsafe()
+    except BaseException as e:
+        reason = f"{type(e).__name__}: {e}"
+    if reason is not None:
+        set_state(folder, f"not serving: {reason}")
+        sys.exit(f"zygote: {reason}")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(path)
+    listener.bind(os.path.join(folder, "socket"))
     listener.listen(64)
-    print("ready", flush=True)
+    set_state(folder, "ready")
     waiting: dict[int, socket.socket] = {}  # child pid -> the connection its exit status goes to
     while os.getppid() == parent:
         if select.select([listener], [], [], 0.02)[0]:
