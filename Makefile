@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## stylize: make run CONFIG=configs/starry.yaml ARGS="data.size=256"
 	$(PY) train.py --config $(CONFIG) $(ARGS)
 
-test: $(STAMP)  ## the default test suite, on every core (pytest-xdist): about 5 min on 2 cores (docs/benchmarks.md)
+test: $(STAMP)  ## the default test suite, on every core (pytest-xdist): about 1.5 min on 2 cores (docs/benchmarks.md)
 	$(PY) -m pytest -q -n auto $(ARGS)
 
 test-min:  ## the fast suite against the lowest declared versions, in a second venv (.venv-min)
@@ -40,7 +40,7 @@ test-min:  ## the fast suite against the lowest declared versions, in a second v
 	.venv-min/bin/python -m pip install --quiet -e '.[test]' $(MIN_PINS)
 	.venv-min/bin/python -m pytest -q $(ARGS)
 
-test-slow: $(STAMP)  ## the slow tests only: benchmarks end to end, real weights at larger sizes, kill storms
+test-slow: $(STAMP)  ## the slow tests only: benchmarks end to end, real weights at larger sizes, kill storms, torchrun faults, packaging
 	$(PY) -m pytest -q -m slow $(ARGS)
 
 test-gpu:  ## on a CUDA GPU: the fast suite with the gpu-marked tests (no GPU: an error, not skips)
