@@ -1,4 +1,4 @@
-"""A Python that imports torch, Lightning, W&B and nst once, then forks a copy of itself for every `python train.py
+"""A Python that imports torch, Lightning and nst once, then forks a copy of itself for every `python train.py
 ...` or `python -m MODULE ...` the tests start (tests/helpers/forks.py is the client).
 
 Each copy is a real process with its own pid, standard streams, signals, threads and exit status; it only skips
@@ -78,17 +78,24 @@ def serve(folder: str):
                 return json.loads(message), fds
             for fd in fds:
                 os.close(fd)
-            conn.send(str(pid).encode())
             waiting[pid] = conn
+            tell(conn, pid)
         while waiting:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
             conn = waiting.pop(pid, None)
             if conn is not None:
-                conn.send(str(status).encode())
+                tell(conn, status)
                 conn.close()
     sys.exit(0)
+
+
+def tell(conn: socket.socket, number: int) -> None:
+    try:
+        conn.send(str(number).encode())
+    except OSError:  # a test that stopped waiting (it timed out) closed its end: nobody to tell
+        pass
 
 
 def become(request: dict, fds: list[int]) -> None:
@@ -102,10 +109,10 @@ def become(request: dict, fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
-    threads = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
-    if threads:  # the zygote started without either, so without them the copy keeps torch's default
+    count = os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS")
+    if count:  # the zygote started without either, so without them the copy keeps torch's default
         import torch
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(int(count))
     argv = request["argv"]
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
