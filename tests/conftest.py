@@ -1,21 +1,25 @@
-"""Fixtures (the helpers the tests import are in tests/helpers/): tiny images, one thread, a reference run."""
+"""Fixtures (the helpers the tests import are in tests/helpers/): tiny images, one thread, a reference run.
+Nothing heavy at the top: pytest-xdist's controller imports this file too, and it runs no test."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-import torch
 from PIL import Image
 
 from helpers import forks
-from helpers.train import ADAM, ADAM_STEPS, tiny, train
 
 # Tests must never reach the network, and W&B must never prompt.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-# The cores shared among pytest-xdist's workers (the processes the tests start use one thread: helpers/).
-torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cores():
+    """The cores shared among pytest-xdist's workers (the processes the tests start use one thread: helpers/)."""
+    import torch
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 
 def pytest_configure(config):
@@ -42,6 +46,7 @@ def solid_image(tmp_path):
 
 @pytest.fixture
 def one_thread():
+    import torch
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -51,6 +56,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
     """An uninterrupted Adam run: its last.ckpt holds the final float image."""
+    from helpers.train import ADAM, ADAM_STEPS, tiny, train
     out = tmp_path_factory.mktemp("reference") / "run"
     proc = train(tiny(out, *ADAM, steps=ADAM_STEPS))
     assert proc.returncode == 0, proc.stderr[-3000:]
