@@ -19,7 +19,8 @@ os.environ.setdefault("WANDB_SILENT", "true")
 def cores():
     """The cores shared among pytest-xdist's workers (the processes the tests start use one thread: helpers/)."""
     import torch
-    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // workers)))
 
 
 def pytest_configure(config):

@@ -117,8 +117,9 @@ def test_a_batched_sweep_makes_what_pair_by_pair_makes(tmp_path):
     logs, rows = {}, {}
     for batch in (1, 4):
         out = tmp_path / f"batch{batch}"
-        proc = sweep(tmp_path, *tiny(out, f"sweep.batch={batch}", "trainer.max_steps=6", contents=["assets/tubingen.jpg"],
-                                     styles=styles, mode="offline" if batch == 4 else "disabled"))
+        proc = sweep(tmp_path, *tiny(out, f"sweep.batch={batch}", "trainer.max_steps=6",
+                                     contents=["assets/tubingen.jpg"], styles=styles,
+                                     mode="offline" if batch == 4 else "disabled"))
         logs[batch] = proc.stdout + proc.stderr
         assert proc.returncode == 0, logs[batch][-3000:]
         rows[batch] = summary(out)

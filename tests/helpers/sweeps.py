@@ -30,9 +30,9 @@ def env_for(tmp_path, **extra: str) -> dict:
         env.pop(k, None)
     # One thread: tiny convolutions gain nothing from two, and two processes of two threads on two cores spin.
     # W&B's own caches and settings go to the test's folder, never the user's home.
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_DIR=str(tmp_path), WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"),
-               WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"), WANDB_DATA_DIR=str(tmp_path / "wandb-data"),
-               WANDB_SILENT="true", **extra)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_DIR=str(tmp_path),
+               WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"),
+               WANDB_DATA_DIR=str(tmp_path / "wandb-data"), WANDB_SILENT="true", **extra)
     return env
 
 
