@@ -28,6 +28,7 @@ PRESETS = {
              "style_layers": ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]},
 }
 INITS = ("content", "noise", "style")
+NAMED = {"weights": NAMED_SOURCES, "init": INITS}  # values of input keys that are names, not paths
 OPTIMIZERS = ("lbfgs", "adam")
 COLOR_MODES = ("none", "luminance", "histogram")
 LOGGER_MODES = ("auto", "online", "offline", "disabled")
@@ -222,7 +223,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: a config file must be a mapping of keys")
-            resolve_inputs(loaded, os.path.dirname(path))  # its relative input paths are relative to it
+            resolve_inputs(loaded, os.path.dirname(path), NAMED)  # its relative input paths are relative to it
             layers.append(loaded)
         if base is not None:
             layers.append(OmegaConf.create(base))
@@ -236,7 +237,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
                     raise ConfigError(f"{key}: this key was removed; use {instead}")
         cfg = OmegaConf.merge(*layers)
         OmegaConf.resolve(cfg)
-        resolve_inputs(cfg, None)  # assets/*.jpg from anywhere: the copies installed with nst
+        resolve_inputs(cfg, None, NAMED)  # assets/*.jpg from anywhere: the copies installed with nst
     except OmegaConfBaseException as e:
         raise ConfigError(_naming_the_key(e)) from None
     except ConfigError:

@@ -53,17 +53,16 @@ def _each(value: Any, folder: Optional[str]) -> Any:
     return _relative_to(folder, value)
 
 
-def resolve_inputs(layer: DictConfig, folder: Optional[str]) -> None:
+def resolve_inputs(layer: DictConfig, folder: Optional[str], names: dict[str, tuple[str, ...]]) -> None:
     """In a config layer (a file's, with `folder` its folder, or the defaults', with None): the input paths
     that exist relative to the file's folder, rewritten to point there; assets/<name> missing from the working
-    directory, to the shipped copy. Paths that exist as given are left as they are."""
+    directory, to the shipped copy. Paths that exist as given are left as they are, and so are the values in
+    `names` (key -> the values that name something, not a file: model.weights=caffe)."""
     for section, key in (("data", "content"), ("data", "style"), ("sweep", "contents"), ("sweep", "styles"),
                          ("sweep", "pairs"), ("model", "weights"), (None, "init")):
         node = layer.get(section) if section else layer
         if not isinstance(node, DictConfig) or key not in node or node[key] is None:
             continue
-        if key == "weights" and node[key] in ("caffe", "torchvision", "random"):
-            continue
-        if key == "init" and node[key] in ("content", "noise", "style"):
+        if node[key] in names.get(key, ()):
             continue
         node[key] = _each(node[key], folder)
