@@ -261,7 +261,7 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
         details = traceback.format_exc()
         free_memory()
         # A pair whose final.png and metrics.json were written before the failure (last.ckpt on a full disk) is done.
-        return [finished_but(d, w, first_line(e, typed=True)) if w.job.result is not None
+        return [finished(d, w, but=first_line(e, typed=True)) if w.job.result is not None
                 else failed(d, w, first_line(e, typed=True), details) for w in batch]
     if out_of_memory:
         free_memory()
@@ -275,14 +275,7 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
     results = []
     for work in batch:
         job = work.job
-        if job.error:
-            results.append(failed(d, work, job.error))
-            continue
-        if os.path.exists(os.path.join(work.pair.dir, ERROR_FILE)):
-            os.unlink(os.path.join(work.pair.dir, ERROR_FILE))
-        m = job.result.metrics
-        results.append(Result(work.pair.index, "done", d.rank, metrics=m))
-        say(d, f"{work.where}: done in {m['seconds']:.1f} s, {done_line(m)}")
+        results.append(failed(d, work, job.error) if job.error else finished(d, work))
     return results
 
 
@@ -329,12 +322,13 @@ def again(work: Work) -> Job | VideoJob:
     return Job(work.cfg, job.extra_config, job.inputs, job.resume_step)
 
 
-def finished_but(d: Dist, work: Work, message: str) -> Result:
-    """A pair whose outputs are all written although something after them failed (its last.ckpt)."""
+def finished(d: Dist, work: Work, but: str = "") -> Result:
+    """A done pair: its line, no error.txt of an earlier failure, its summary row. `but`: what failed after its
+    outputs were all written (its last.ckpt on a full disk)."""
     m = work.job.result.metrics
     if os.path.exists(os.path.join(work.pair.dir, ERROR_FILE)):
         os.unlink(os.path.join(work.pair.dir, ERROR_FILE))
-    say(d, f"{work.where}: done in {m['seconds']:.1f} s, {done_line(m)}; but {message}")
+    say(d, f"{work.where}: done in {m['seconds']:.1f} s, {done_line(m)}" + (f"; but {but}" if but else ""))
     return Result(work.pair.index, "done", d.rank, metrics=m)
 
 
