@@ -120,9 +120,10 @@ class PairCheckpointIO(CheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         self.wait()
-        rows = [(folder, split(checkpoint, b)) for b, folder in enumerate(self.folders) if self.keep(b)]
+        kept = [b for b in range(len(self.folders)) if self.keep(b)]
+        rows = [(self.folders[b], split(checkpoint, b)) for b in kept]
         if self.inputs is not None:
-            for b, (_, row) in zip([b for b in range(len(self.folders)) if self.keep(b)], rows):
+            for b, (_, row) in zip(kept, rows):
                 row["nst"]["inputs"] = self.inputs[b]
         if not self.in_background:
             return self._write(rows)

@@ -121,8 +121,8 @@ def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: 
     """Host syncs and aten ops per step of the real training loop (train.py's Trainer, module, L-BFGS, Telemetry
     and periodic checkpoints), random weights, counted over every step but the first (which computes the targets
     and makes the first-step line search). Two scales: the count includes a scale change, and a periodic
-    checkpoint every `checkpoint_every` steps (written to `folder`). Telemetry transfers at fixed steps only (no wall-clock
-    flush), so the counts do not depend on the machine's speed."""
+    checkpoint every `checkpoint_every` steps (written to `folder`). Telemetry transfers at fixed steps only (no
+    wall-clock flush), so the counts do not depend on the machine's speed."""
     import lightning as L
 
     from ..config import load_config
@@ -143,8 +143,9 @@ def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: 
 
     cfg = load_config(None, [f"data.size={size}", f"trainer.max_steps={steps}", f"scales.min={size // 2}",
                              f"scales.steps={steps // 2}", "model.weights=random", f"optim.history={history}",
-                             f"logger.log_every={log_every}", "logger.mode=offline", f"output.checkpoint_every={checkpoint_every}",
-                             "trainer.enable_progress_bar=false", f"output.dir={folder}", *overrides])
+                             f"logger.log_every={log_every}", "logger.mode=offline",
+                             f"output.checkpoint_every={checkpoint_every}", "trainer.enable_progress_bar=false",
+                             f"output.dir={folder}", *overrides])
     counter = CountSteps()
     # No W&B run is started: what is logged stops at the host.
     module, trainer = loop_for(cfg, [counter], checkpoints=True, flush_seconds=None)

@@ -25,7 +25,7 @@ PROBE_TIMEOUT = 3.0  # seconds to reach the W&B server before logging offline in
 LOSS_KEYS = ("loss", "content_loss", "style_loss", "tv_loss")
 # Keys that do not change a picture (beside the paths, which the artifact's name shows): left out of its digest.
 NOT_SETTING_KEYS = ("logger", "output", "sweep", "resume", "trainer.devices", "trainer.accelerator",
-                    "trainer.enable_progress_bar", "trainer.cudnn_benchmark", "trainer.log_every_n_steps")
+                    "trainer.enable_progress_bar", "trainer.cudnn_benchmark")
 
 
 def has_wandb_credentials() -> bool:
@@ -112,13 +112,17 @@ def new_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
+def valid_id(run_id: Any) -> Optional[str]:
+    """`run_id` when it can be a W&B run id, else None."""
+    return run_id if isinstance(run_id, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id) else None
+
+
 def read_id(path: str) -> Optional[str]:
     try:
         with open(path) as f:
-            run_id = f.read().strip()
+            return valid_id(f.read().strip())
     except OSError:
         return None
-    return run_id if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id) else None
 
 
 def write_id(path: str, run_id: str) -> None:
@@ -133,10 +137,9 @@ def checkpoint_id(run_dir: str) -> Optional[str]:
     """The W&B run id kept in run_dir's last.ckpt (for a folder whose wandb_id file was lost)."""
     from .checkpoint import load, path_in
     try:
-        run_id = load(path_in(run_dir))["nst"].get("wandb_id")
+        return valid_id(load(path_in(run_dir))["nst"].get("wandb_id"))
     except Exception:  # no checkpoint, or not one of ours: a new run
         return None
-    return run_id if isinstance(run_id, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id) else None
 
 
 def start_run(cfg: DictConfig, run_dir: str, extra_config: Optional[dict] = None, *,
