@@ -11,7 +11,7 @@ from typing import NoReturn, Optional
 
 from omegaconf import DictConfig
 
-from ..cli import parse
+from ..commandline import parse
 from ..config import load_config, to_yaml
 from ..errors import ConfigError, Interrupted, UserError, exit_line
 from ..runner.interrupt import SignalGuard
@@ -138,5 +138,5 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
 
 def entry() -> NoReturn:
     """The nst-sweep command."""
-    from ..cli import exit_now
+    from ..commandline import exit_now
     exit_now(main(prog="nst-sweep"))
