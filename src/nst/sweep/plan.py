@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import SweepConfig, validate
 from ..errors import ConfigError, UserError, first_line
+from ..paths import stem
 from ..runner import checkpoint
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
@@ -52,11 +53,6 @@ class Pair:
     @property
     def result_file(self) -> str:
         return self.outputs[0]
-
-
-def stem(path: str) -> str:
-    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
 
 
 def expand(key: str, patterns: list[str]) -> list[str]:
