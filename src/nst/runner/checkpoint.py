@@ -31,7 +31,6 @@ from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import ConfigError, first_line
 from ..files import atomic_write
-from .tracking import ID_FILE, read_id
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -107,13 +106,17 @@ class PairCheckpointIO(CheckpointIO):
     picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint. With
     `in_background`, the files are written by a helper thread while training goes on (the periodic checkpoints:
     the rows are copied first, so later steps do not change what is written); `wait` waits for them.
+    `wandb_id(folder)` is the id of the W&B run of the picture in that folder when its file is written (None
+    without one): the checkpoint keeps it, and does not know where it comes from (runner/tracking.saved_id).
     """
 
     def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None,
-                 inputs: Optional[list[dict]] = None):
+                 inputs: Optional[list[dict]] = None,
+                 wandb_id: Callable[[str], Optional[str]] = lambda folder: None):
         self.folders = folders
         self.keep = keep or (lambda b: True)
         self.inputs = inputs  # each picture's record of its inputs (job.inputs_record), kept in its checkpoint
+        self.wandb_id = wandb_id
         self.in_background = False
         self._writer: Optional[ThreadPoolExecutor] = None
         self._pending: Optional[Future] = None
@@ -131,14 +134,13 @@ class PairCheckpointIO(CheckpointIO):
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-checkpoint")
         self._pending = self._writer.submit(self._write, rows)
 
-    @staticmethod
-    def _write(rows: list[tuple[str, dict]]) -> None:
+    def _write(self, rows: list[tuple[str, dict]]) -> None:
         """Each row serialized in memory first, then written as any other output: torch.save writing to a full
         disk raises a RuntimeError ("unexpected pos") that names neither the file nor the problem, a plain write
         an OSError (ENOSPC) that atomic_write turns into an OutputError naming the file."""
         for folder, row in rows:
             row = as_numbers(row)
-            row["nst"]["wandb_id"] = read_id(os.path.join(folder, ID_FILE))  # the W&B run it goes on with
+            row["nst"]["wandb_id"] = self.wandb_id(folder)  # the W&B run it goes on with
             buf = io.BytesIO()
             torch.save(row, buf)
             atomic_write(path_in(folder), lambda f: f.write(buf.getbuffer()))

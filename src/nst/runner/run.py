@@ -257,7 +257,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         sinks.append(progress)
     sinks.extend(extra_sinks)  # a video's W&B run and progress (nst.video.run)
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive,
-                                     inputs=[job.inputs_record() for job in jobs])
+                                     inputs=[job.inputs_record() for job in jobs], wandb_id=tracking.saved_id)
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     devices = 1 if cfg.trainer.devices in ("auto", "1") else cfg.trainer.devices  # auto: every GPU, i.e. DDP

@@ -125,6 +125,11 @@ def read_id(path: str) -> Optional[str]:
         return None
 
 
+def saved_id(run_dir: str) -> Optional[str]:
+    """The id of the W&B run whose outputs are in run_dir (its ID_FILE), or None."""
+    return read_id(os.path.join(run_dir, ID_FILE))
+
+
 def write_id(path: str, run_id: str) -> None:
     from ..files import save_text
     try:
@@ -201,7 +206,7 @@ def setting_digest(cfg: DictConfig) -> str:
 def artifact_name(cfg: DictConfig, kind: str = "final") -> str:
     """`final-<content>__<style>-<digest>`: a rerun of the same setting adds a version to the same collection."""
     from ..config import style_paths
-    from ..sweep.plan import stem
+    from ..paths import stem
     styles = "+".join(stem(s) for s in style_paths(cfg))
     return f"{kind}-{stem(cfg.data.content)}__{styles}-{setting_digest(cfg)}"[:128]
 
