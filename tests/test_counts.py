@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nst.runner.counting import counting, loop_counts
-from nst.runner.telemetry import _Transfer
+from nst.runner.telemetry import Transfer
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_a_read_of_a_device_tensor_counts_and_a_read_of_a_host_copy_does_not():
     x = torch.arange(4.0)
     with counting() as c:
         float(x.sum())  # a device value: a sync on a GPU
-        host = _Transfer(x * 2).result()
+        host = Transfer(x * 2).result()
         host.tolist()  # Telemetry's host copy
         host[1:].numpy()  # and what is computed from it alone
     assert c["syncs"] == 1 and c["host_reads"] == 2, c

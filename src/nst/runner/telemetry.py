@@ -60,7 +60,7 @@ class Sink:
     def on_end(self) -> None: ...
 
 
-class _Transfer:
+class Transfer:
     """A device-to-host copy in flight: pinned memory and an event on a GPU, nothing to wait for on a CPU.
 
     The copy is registered as a host copy (`is_host_copy`), so that counting tools (nst.bench.counts) can tell
@@ -99,8 +99,8 @@ class _Batch:
     steps: list[int]  # the recorded steps, in order
     names: list[str]  # the columns of a record (StyleTransferModule.record_names)
     pictures: int
-    numbers: _Transfer  # [steps x pictures x names] then [pictures x STATUS_FIELDS]
-    images: list[tuple[int, _Transfer]]  # (steps done, [pictures, 3, H, W])
+    numbers: Transfer  # [steps x pictures x names] then [pictures x STATUS_FIELDS]
+    images: list[tuple[int, Transfer]]  # (steps done, [pictures, 3, H, W])
 
 
 def rows(values: list[float], names: list[str], pictures: int) -> list[dict[str, float]]:
@@ -159,11 +159,11 @@ class Telemetry(L.Callback):
         steps = [s for s, _ in module.records]
         records = [torch.stack([r for _, r in module.records]).flatten()] if module.records else []
         numbers = torch.cat(records + [module.status().flatten()])
-        images = [(done, _Transfer(image)) for done, image in module.snapshots]
+        images = [(done, Transfer(image)) for done, image in module.snapshots]
         module.records.clear()
         module.snapshots.clear()
         names = module.record_names
-        self.pending.append(_Batch(steps, names, module.batch_size, _Transfer(numbers), images))
+        self.pending.append(_Batch(steps, names, module.batch_size, Transfer(numbers), images))
         self.last_flush = time.monotonic()
 
     def receive(self, wait: bool) -> None:
