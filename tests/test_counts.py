@@ -1,4 +1,4 @@
-"""The training loop's host syncs and aten ops per step, counted on the CPU (nst.runner.counting): the proxies for
+"""The training loop's host syncs and aten ops per step, counted on the CPU (nst.bench.counting): the proxies for
 GPU stalls and kernel launches. The counted run has two scales and periodic checkpoints; Telemetry transfers at
 fixed steps only, so nothing here depends on the machine's speed. A step reads nothing from the device, and its
 cost does not grow with the L-BFGS history."""
@@ -6,7 +6,7 @@ cost does not grow with the L-BFGS history."""
 import pytest
 import torch
 
-from nst.runner.counting import counting, loop_counts
+from nst.bench.counting import counting, loop_counts
 from nst.runner.telemetry import Transfer
 
 

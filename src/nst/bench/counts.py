@@ -1,12 +1,12 @@
 """`make bench-counts`: host syncs and aten ops per step of the training loop, counted on any device (the CPU's
-proxies for GPU stalls and kernel launches; see runner/counting.py for what is counted and how)."""
+proxies for GPU stalls and kernel launches; see bench/counting.py for what is counted and how)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..runner.counting import loop_counts
+from .counting import loop_counts
 from ..runner.hardware import describe_device
 from .common import write_report
 
