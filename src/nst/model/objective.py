@@ -112,11 +112,6 @@ class Objective(nn.Module):
         self._put("temporal_weights", weights.float().contiguous())
         self.temporal = True
 
-    def clear_temporal(self) -> None:
-        for name in ("temporal_target", "temporal_weights"):
-            self._buffers.pop(name, None)
-        self.temporal = False
-
     def forward(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss parts of each picture, named as in LossSettings.part_names, each [B] and weighted as they enter
         `loss`; `image` is the target (for total variation)."""

@@ -289,8 +289,3 @@ def probe(path: str) -> Probe:
         v = c.streams.video[0]
         return Probe(n, Fraction(v.average_rate), (v.width, v.height), v.codec_context.name,
                      v.codec_context.pix_fmt, a.codec_context.name if a is not None else None, packets)
-
-
-def as_array(frames: list[Image.Image]) -> np.ndarray:
-    """[T, C, H, W] uint8 (what wandb.Video takes)."""
-    return np.stack([np.asarray(im.convert("RGB")) for im in frames]).transpose(0, 3, 1, 2).copy()
