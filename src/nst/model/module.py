@@ -40,6 +40,8 @@ from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
 from .vgg import VGG19Features
 
+PROGRESS_LINES = 10  # progress updates per run
+
 
 @dataclass
 class Picture:
@@ -83,11 +85,10 @@ class Recording:
     log_every: int  # W&B loss logs (logger.log_every)
     image_every: int  # W&B image grids (logger.image_every; 0 when not logging)
     save_every: int  # step_NNNNN.png snapshots (output.save_every)
-    lines: int = 10  # progress updates per run
 
     @property
     def progress_every(self) -> int:
-        return max(1, self.max_steps // self.lines)
+        return max(1, self.max_steps // PROGRESS_LINES)
 
     def logged(self, step: int) -> bool:
         """Step `step` (0-based, before it runs) goes to W&B."""
