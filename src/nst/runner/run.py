@@ -402,7 +402,7 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
             if job.cfg.logger.image_every:
                 wandb.log_grid(b, job.result.image, int(trainer.global_step), wait=True)
             job.run = wandb.ready(b)
-            log_final(job.run, job)
+            tracking.log_final(job.run, job.cfg, job.dir, job.result.metrics)
 
 
 def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,
@@ -431,8 +431,3 @@ def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer
         return Interrupted(signum, messages[0])
     return Interrupted(signum, f"interrupted by {name} at step {trainer.global_step}: wrote interrupted.png"
                                f"{'' if cut_short else ' and last.ckpt'} in the folders of {len(jobs)} pictures")
-
-
-def log_final(run, job: Job) -> None:
-    """Summary numbers for dashboard tables, and the final image as a versioned artifact (tracking.log_final)."""
-    tracking.log_final(run, job.cfg, job.dir, job.result.metrics)
