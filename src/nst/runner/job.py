@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ..config import layers_of, scale_sizes, steps_per_scale, style_paths
+from ..config import INITS, layers_of, scale_sizes, steps_per_scale, style_paths
 from ..errors import ConfigError, OutputError
 from ..files import save_png
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
@@ -96,7 +96,7 @@ def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
     its frame as `content` (and its style images, read once) instead of the files of data.content and data.style."""
     content = open_rgb(cfg.data.content) if content is None else content
     styles = [open_rgb(p) for p in style_paths(cfg)] if styles is None else styles
-    init: str | Image.Image = cfg.init if cfg.init in ("content", "noise", "style") else open_rgb(cfg.init)
+    init: str | Image.Image = cfg.init if cfg.init in INITS else open_rgb(cfg.init)
     w, h = fit_size(content.size, min(scale_sizes(cfg)))
     if min(w, h) < MIN_SIDE:
         raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "
