@@ -20,7 +20,7 @@ import torch
 
 from typing import Optional
 
-from ..model.module import STATUS_FIELDS, StyleTransferModule
+from ..model.module import StyleTransferModule
 
 FLUSH_SECONDS = 2.0  # at most this long between transfers, so W&B and a slow progress display stay current
 
@@ -99,7 +99,8 @@ class _Batch:
     steps: list[int]  # the recorded steps, in order
     names: list[str]  # the columns of a record (StyleTransferModule.record_names)
     pictures: int
-    numbers: Transfer  # [steps x pictures x names] then [pictures x STATUS_FIELDS]
+    numbers: Transfer  # [steps x pictures x names] then [pictures x status]
+    status: list[str]  # the columns of the pictures' health (StyleTransferModule.status)
     images: list[tuple[int, Transfer]]  # (steps done, [pictures, 3, H, W])
 
 
@@ -158,12 +159,13 @@ class Telemetry(L.Callback):
         """Queue one transfer of every recorded number and the health of every picture, and of the images."""
         steps = [s for s, _ in module.records]
         records = [torch.stack([r for _, r in module.records]).flatten()] if module.records else []
-        numbers = torch.cat(records + [module.status().flatten()])
+        status_names, status = module.status()
+        numbers = torch.cat(records + [status.flatten()])
         images = [(done, Transfer(image)) for done, image in module.snapshots]
         module.records.clear()
         module.snapshots.clear()
         names = module.record_names
-        self.pending.append(_Batch(steps, names, module.batch_size, Transfer(numbers), images))
+        self.pending.append(_Batch(steps, names, module.batch_size, Transfer(numbers), status_names, images))
         self.last_flush = time.monotonic()
 
     def receive(self, wait: bool) -> None:
@@ -186,7 +188,7 @@ class Telemetry(L.Callback):
             for sink in self.sinks:
                 sink.on_numbers(step, rows(payload, batch.names, batch.pictures))
         health = []
-        for s in rows(values[len(batch.steps) * width:], list(STATUS_FIELDS), batch.pictures):
+        for s in rows(values[len(batch.steps) * width:], batch.status, batch.pictures):
             message = "" if s["alive"] else health_message(int(s["bad_step"]), s["bad_loss"])
             health.append(Health(bool(s["alive"]), int(s["bad_step"]), message, int(s["evaluations"])))
         for sink in self.sinks:
