@@ -20,6 +20,7 @@ from torch import nn
 
 from .losses import content_term, gatys_style_loss, style_term, temporal_term, tv_loss
 from .precision import no_autocast
+from .vgg import POOLS_BEFORE
 
 
 @dataclass
@@ -50,7 +51,7 @@ class LossSettings:
 
 def positions(layer: str, h: int, w: int) -> int:
     """Positions (height x width) of a layer's feature map for an h x w image: halved by each pooling before it."""
-    pools = int(layer[4]) - 1  # conv{block}_{i}: one 2x2 pooling before each block after the first
+    pools = POOLS_BEFORE[layer]
     return (h >> pools) * (w >> pools)
 
 

@@ -31,6 +31,7 @@ CONVS = [
 LAYERS = [f"conv{b}_{i}" for b, i, _, _ in CONVS]
 """Layer names. A layer's feature is its ReLU output (as in the paper and in neural-style)."""
 _SHAPES = {f"conv{b}_{i}": (cout, cin, 3, 3) for b, i, cin, cout in CONVS}
+POOLS_BEFORE = {f"conv{b}_{i}": b - 1 for b, i, _, _ in CONVS}  # 2x2 poolings before a layer: one per block before it
 _LAST_IN_BLOCK = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
