@@ -20,11 +20,12 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -103,9 +104,10 @@ class PairCheckpointIO(CheckpointIO):
     """Lightning's checkpoint plugin for a batch of pictures: one last.ckpt per picture's folder, written atomically.
 
     `save_checkpoint` ignores the path Lightning passes and writes every picture that `keep(b)` allows (a failed
-    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint. With
-    `in_background`, the files are written by a helper thread while training goes on (the periodic checkpoints:
-    the rows are copied first, so later steps do not change what is written); `wait` waits for them.
+    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint. Inside
+    `background()`, the files are written by a helper thread while training goes on (the periodic checkpoints:
+    the rows are copied first, so later steps do not change what is written); `wait` waits for them, and
+    `remove_checkpoint` (Lightning's Strategy.remove_checkpoint) too, before it removes a picture's file.
     `wandb_id(folder)` is the id of the W&B run of the picture in that folder when its file is written (None
     without one): the checkpoint keeps it, and does not know where it comes from (runner/tracking.saved_id).
     """
@@ -117,7 +119,7 @@ class PairCheckpointIO(CheckpointIO):
         self.keep = keep or (lambda b: True)
         self.inputs = inputs  # each picture's record of its inputs (job.inputs_record), kept in its checkpoint
         self.wandb_id = wandb_id
-        self.in_background = False
+        self._in_background = False
         self._writer: Optional[ThreadPoolExecutor] = None
         self._pending: Optional[Future] = None
 
@@ -128,7 +130,7 @@ class PairCheckpointIO(CheckpointIO):
         if self.inputs is not None:
             for b, (_, row) in zip(kept, rows):
                 row["nst"]["inputs"] = self.inputs[b]
-        if not self.in_background:
+        if not self._in_background:
             return self._write(rows)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-checkpoint")
@@ -144,6 +146,15 @@ class PairCheckpointIO(CheckpointIO):
             buf = io.BytesIO()
             torch.save(row, buf)
             atomic_write(path_in(folder), lambda f: f.write(buf.getbuffer()))
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        """The checkpoints saved inside are written by the helper thread."""
+        self._in_background = True
+        try:
+            yield
+        finally:
+            self._in_background = False
 
     def wait(self) -> None:
         """Until the checkpoint being written is on disk (its error, such as a full disk, raised here)."""
@@ -161,7 +172,11 @@ class PairCheckpointIO(CheckpointIO):
         return merge([load(path_in(folder)) for folder in self.folders])
 
     def remove_checkpoint(self, path) -> None:
-        pass
+        """Remove one picture's file (a failed picture's: it would resume into the same failure), once the
+        checkpoint being written in the background is on disk."""
+        self.wait()
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def load(path: str) -> dict:

@@ -307,11 +307,8 @@ class PeriodicCheckpoint(L.Callback):
             for job in self.jobs:
                 save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
             self.configs_written = True
-        self.io.in_background = True
-        try:
+        with self.io.background():
             trainer.save_checkpoint(checkpoint.path_in(self.jobs[0].dir), weights_only=False)
-        finally:
-            self.io.in_background = False
 
 
 def check_writable(folder: str) -> None:
@@ -356,9 +353,7 @@ def fail(job: Job, module: StyleTransferModule, b: int, message: str, good_steps
     """last_good.png and the one-line error; no checkpoint (a periodic one would resume into the same failure)."""
     path = os.path.join(job.dir, "last_good.png")
     save_png(job.inputs.render(module.last_good[b:b + 1]), path)
-    trainer.strategy.checkpoint_io.wait()  # PairCheckpointIO: a periodic checkpoint may still be on its way
-    if os.path.exists(checkpoint.path_in(job.dir)):
-        os.unlink(checkpoint.path_in(job.dir))
+    trainer.strategy.remove_checkpoint(checkpoint.path_in(job.dir))  # after a periodic one still on its way
     job.error = f"{message}; the last good image (after {good_steps} steps) is in {path}"
 
 
