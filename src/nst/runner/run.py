@@ -47,9 +47,14 @@ _NOT_APPLICABLE = (
     r".*does not have many workers.*",  # there is no data to load
     r".*isinstance\(treespec, LeafSpec\).*",
 )
-# Lightning's device lines ("GPU available: ...", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]"): not ours to print.
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def quiet_device_lines() -> None:
+    """Lightning's device lines ("GPU available: ...", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]") are not ours to
+    print. Set by the entry points (cli.main, the sweep's main, api.stylize, the benchmarks that fit), not when
+    this module is imported: logging is the application's to configure."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
