@@ -29,7 +29,7 @@ from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransfer
 from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint, memory
-from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
+from .sinks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
