@@ -340,7 +340,7 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
         guard.phase = "hold"
     except Interrupted as e:  # a second signal: the step in progress was cut short
         guard.phase = "hold"
-        raise interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
+        raise keep_interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
     except OutputError as e:  # a periodic checkpoint could not be written (a full disk): keep the pictures
         guard.phase = "hold"
         raise keep_pictures(jobs, [j.inputs.render(module.target[b:b + 1]) for b, j in enumerate(jobs)],
@@ -351,7 +351,7 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
             fail(job, module, b, str(e), trainer.global_step, trainer)
         return
     if guard.requested and trainer.global_step < cfg.trainer.max_steps:
-        raise interrupted(jobs, module, trainer, guard.signum, cut_short=False)
+        raise keep_interrupted(jobs, module, trainer, guard.signum, cut_short=False)
 
 
 def fail(job: Job, module: StyleTransferModule, b: int, message: str, good_steps: int, trainer: L.Trainer) -> None:
@@ -405,9 +405,10 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
             tracking.log_final(job.run, job.cfg, job.dir, job.result.metrics)
 
 
-def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,
-                cut_short: bool) -> Interrupted:
-    """Keep each image and (at a step boundary) a checkpoint; the exception says what was kept and how to go on."""
+def keep_interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,
+                     cut_short: bool) -> Interrupted:
+    """Keep each image and (at a step boundary) a checkpoint; returns the exception to raise, which says what was
+    kept and how to go on (like job.keep_pictures)."""
     name = signal_name(signum)
     messages = []
     for b, job in enumerate(jobs):
