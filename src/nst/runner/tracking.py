@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..keys import NOT_RESULT_KEYS
+
 ID_FILE = "wandb_id"  # beside a run's outputs: the W&B run a resumed run goes on with
 PROBE_TIMEOUT = 3.0  # seconds to reach the W&B server before logging offline instead
 LOSS_KEYS = ("loss", "content_loss", "style_loss", "tv_loss")
-# Keys that do not change a picture (beside the paths, which the artifact's name shows): left out of its digest.
-NOT_SETTING_KEYS = ("logger", "output", "sweep", "resume", "trainer.devices", "trainer.accelerator",
-                    "trainer.enable_progress_bar", "trainer.cudnn_benchmark")
+# Keys that do not change a picture, and the output and sweep sections (the artifact's name shows the paths):
+# left out of its digest.
+NOT_SETTING_KEYS = NOT_RESULT_KEYS + ("output", "sweep")
 
 
 def has_wandb_credentials() -> bool:
