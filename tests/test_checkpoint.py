@@ -52,8 +52,8 @@ def test_lbfgs_checkpoint_drops_the_history_and_a_finished_run_can_be_extended(t
     assert code == 0, err[-2000:]
     saved = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
     [lbfgs] = saved["optimizer_states"]
-    # no history: the resumed run's first step is a first step again, with its line search
-    assert lbfgs["state"] == {} and lbfgs["param_groups"][0]["line_search"] == "first"
+    # no history (no step count either): the resumed run's first step is a first step again, with its line search
+    assert lbfgs["state"] == {}
     assert os.path.getsize(out / "last.ckpt") < saved["state_dict"]["target"].numel() * 4 + 32_000
 
     code, err = cli(capsys, tiny(out, "resume=true", steps=4))  # already there

@@ -1,4 +1,4 @@
-"""The training loop's host syncs and aten ops per step, counted on the CPU (nst.runner.counting): the proxies for
+"""The training loop's host syncs and aten ops per step, counted on the CPU (nst.bench.counting): the proxies for
 GPU stalls and kernel launches. The counted run has two scales and periodic checkpoints; Telemetry transfers at
 fixed steps only, so nothing here depends on the machine's speed. A step reads nothing from the device, and its
 cost does not grow with the L-BFGS history."""
@@ -6,8 +6,8 @@ cost does not grow with the L-BFGS history."""
 import pytest
 import torch
 
-from nst.runner.counting import counting, loop_counts
-from nst.runner.telemetry import _Transfer
+from nst.bench.counting import counting, loop_counts
+from nst.runner.telemetry import Transfer
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_a_read_of_a_device_tensor_counts_and_a_read_of_a_host_copy_does_not():
     x = torch.arange(4.0)
     with counting() as c:
         float(x.sum())  # a device value: a sync on a GPU
-        host = _Transfer(x * 2).result()
+        host = Transfer(x * 2).result()
         host.tolist()  # Telemetry's host copy
         host[1:].numpy()  # and what is computed from it alone
     assert c["syncs"] == 1 and c["host_reads"] == 2, c

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst.runner.counting import count_ops_and_syncs
+from nst.bench.counting import count_ops_and_syncs
 from nst.model.optim import BatchLBFGS
 
 N = 12  # unknowns per problem

@@ -14,7 +14,7 @@ from helpers import CONTENT, STYLE
 from helpers.wandb_records import read_run
 from nst.config import load_config
 from nst.images import to_pil
-from nst.runner.callbacks import WandbSink
+from nst.runner.sinks import WandbSink
 from nst.runner.job import Job, prepare
 from nst.runner.run import build_module
 from nst.runner.telemetry import Sink, Telemetry

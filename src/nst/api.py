@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image
 
 from .config import load_config
-from .runner.run import run
+from .runner.run import quiet_device_lines, run
 
 
 def stylize(content: str, style: str | list[str], config: str | None = None, **overrides: Any) -> Image.Image:
@@ -27,4 +27,5 @@ def stylize(content: str, style: str | list[str], config: str | None = None, **o
         for section in sections:
             node = node.setdefault(section, {})
         node[last] = value
+    quiet_device_lines()
     return run(load_config(config, base=base)).image

@@ -20,7 +20,7 @@ def _umask() -> int:
     return mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
+FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp's files are private (0600)
 
 
 @contextlib.contextmanager
@@ -52,7 +52,7 @@ def atomic_write(path: str, write: Callable[[Any], None], binary: bool = True) -
     with replaced_atomically(path) as tmp:
         with open(tmp, "wb" if binary else "w") as f:
             write(f)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
 
 
 def save_png(image: Image.Image, path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import site
 import sys
 from typing import Any, Optional
@@ -12,6 +13,12 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig
 
 ASSETS = "assets"
+
+
+def stem(path: str) -> str:
+    """A file's name without its suffix, as a safe name for folders, W&B names and tags: tubingen.jpg -> tubingen."""
+    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
 
 
 def asset_dirs() -> list[str]:

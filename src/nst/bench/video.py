@@ -34,8 +34,10 @@ def cpu_name() -> str:
 def measure(args) -> dict:
     import torch
     from ..config import load_config
+    from ..runner.run import quiet_device_lines
     from ..video.run import run_video
 
+    quiet_device_lines()
     torch.set_num_threads(args.threads)
     common = [f"data.content={args.content}", f"data.style={args.style}", f"data.size={args.size}",
               f"video.max_frames={args.frames}", f"trainer.max_steps={args.steps}",

@@ -58,22 +58,15 @@ def style_term(features: torch.Tensor, target_sums: torch.Tensor, scale: torch.T
 
 
 def content_term(features: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """scale * sum((F - T)^2) per image (content_loss times weight / (elements x norm), in fewer kernels);
-    computed on [B, H, W, C] views, like content_loss, so that the gradient stays channels_last."""
-    f, t = features.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
-    return ((f.float() - t) ** 2).sum((1, 2, 3)) * scale
-
-
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared feature error per image [B] (the paper's 1/2 sum, divided by the element count so size does
-    not matter).
+    """scale * sum((F - T)^2) per image [B]. With scale = weight / (elements x norm) it is the weighted mean
+    squared feature error (the paper's 1/2 sum, divided by the element count so size does not matter).
 
     Computed on [B, H, W, C] views: for channels_last features they are contiguous, so the gradient comes back
     channels_last too. Done on [B, C, H, W] the gradient comes back in the other layout, and adding it to the
     deeper layers' gradient costs ten times a plain add.
     """
     f, t = features.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
-    return ((f.float() - t) ** 2).mean((1, 2, 3))
+    return ((f.float() - t) ** 2).sum((1, 2, 3)) * scale
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ a buffer of this module, so it follows the module to any device and back.
 
 A step never reads a number back from the device (on a GPU that would wait for all queued work). The loss
 parts of the steps that are logged or shown, and the pictures' health (a NaN or Inf loss or image), are kept
-on the device in `records` and `status()`, named by `record_names` and `STATUS_FIELDS`; the Telemetry callback
+on the device in `records` and `status()`, named by `record_names` and by status() itself; the Telemetry callback
 moves them to the host in one transfer now and then. A picture whose loss or image stops being finite is put
 back to its last finite image and frozen there; the host learns of it at the next transfer and fails that
 picture alone.
@@ -39,6 +39,8 @@ from .losses import gram
 from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
 from .vgg import VGG19Features
+
+PROGRESS_LINES = 10  # progress updates per run
 
 
 @dataclass
@@ -83,11 +85,10 @@ class Recording:
     log_every: int  # W&B loss logs (logger.log_every)
     image_every: int  # W&B image grids (logger.image_every; 0 when not logging)
     save_every: int  # step_NNNNN.png snapshots (output.save_every)
-    lines: int = 10  # progress updates per run
 
     @property
     def progress_every(self) -> int:
-        return max(1, self.max_steps // self.lines)
+        return max(1, self.max_steps // PROGRESS_LINES)
 
     def logged(self, step: int) -> bool:
         """Step `step` (0-based, before it runs) goes to W&B."""
@@ -101,9 +102,6 @@ class Recording:
         done = step + 1
         return bool((self.image_every and done % self.image_every == 0 and done < self.max_steps)
                     or (self.save_every and done % self.save_every == 0))
-
-
-STATUS_FIELDS = ("alive", "bad_step", "bad_loss", "evaluations")  # the columns of status(), per picture
 
 
 @dataclass
@@ -322,10 +320,12 @@ class StyleTransferModule(L.LightningModule):
         if rec.image_after(step):
             self.snapshots.append((step + 1, self.target.detach().clone()))
 
-    def status(self) -> torch.Tensor:
-        """[B, len(STATUS_FIELDS)]: alive, the step it went bad at, that step's loss, evaluations (read with the
-        records)."""
-        return torch.cat([self.alive[:, None].float(), self.bad, self.evaluations[:, None]], 1)
+    def status(self) -> tuple[list[str], torch.Tensor]:
+        """Each picture's health on the device, read with the records: the column names and [B, columns] (alive,
+        the step it went bad at, that step's loss, evaluations)."""
+        blocks = {("alive",): self.alive[:, None].float(), ("bad_step", "bad_loss"): self.bad,
+                  ("evaluations",): self.evaluations[:, None]}
+        return [name for names in blocks for name in names], torch.cat(list(blocks.values()), 1)
 
     # ------------------------------------------------------------------ checkpoints (see runner/checkpoint.py)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -393,14 +393,16 @@ class StyleTransferModule(L.LightningModule):
         """Everything the outputs need from the device, in one transfer: the final float32 loss parts, the initial
         losses, evaluations, the images and the peak memory. Called at the end of training (on_train_end), while
         the module is still on its device; nothing reads the device after it."""
-        numbers = torch.cat([self.final_parts(), self.initial_loss[:, None], self.evaluations[:, None]], 1)
-        numbers, images = numbers.cpu().tolist(), self.target.detach().cpu()
         names = self.objective.settings.part_names
+        numbers = torch.cat([self.final_parts(), self.initial_loss[:, None], self.evaluations[:, None]], 1)
+        rows = [dict(zip(names + ["initial_loss", "evaluations"], row)) for row in numbers.cpu().tolist()]
+        images = self.target.detach().cpu()
         peak = None
         if self.device.type == "cuda":
             peak = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
-        self.outcome = Outcome(parts=[dict(zip(names, row[:len(names)])) for row in numbers],
-                               initial_loss=[None if row[-2] != row[-2] else row[-2] for row in numbers],
-                               evaluations=[int(row[-1]) for row in numbers], images=images,
+        self.outcome = Outcome(parts=[{k: r[k] for k in names} for r in rows],
+                               initial_loss=[None if r["initial_loss"] != r["initial_loss"] else r["initial_loss"]
+                                             for r in rows],
+                               evaluations=[int(r["evaluations"]) for r in rows], images=images,
                                seconds=self.optimize_seconds, peak_memory_mb=peak)
         return self.outcome

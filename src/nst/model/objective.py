@@ -20,6 +20,7 @@ from torch import nn
 
 from .losses import content_term, gatys_style_loss, style_term, temporal_term, tv_loss
 from .precision import no_autocast
+from .vgg import POOLS_BEFORE
 
 
 @dataclass
@@ -50,7 +51,7 @@ class LossSettings:
 
 def positions(layer: str, h: int, w: int) -> int:
     """Positions (height x width) of a layer's feature map for an h x w image: halved by each pooling before it."""
-    pools = int(layer[4]) - 1  # conv{block}_{i}: one 2x2 pooling before each block after the first
+    pools = POOLS_BEFORE[layer]
     return (h >> pools) * (w >> pools)
 
 
@@ -111,11 +112,6 @@ class Objective(nn.Module):
         self._put("temporal_target", warped.float().contiguous())
         self._put("temporal_weights", weights.float().contiguous())
         self.temporal = True
-
-    def clear_temporal(self) -> None:
-        for name in ("temporal_target", "temporal_weights"):
-            self._buffers.pop(name, None)
-        self.temporal = False
 
     def forward(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss parts of each picture, named as in LossSettings.part_names, each [B] and weighted as they enter

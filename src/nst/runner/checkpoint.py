@@ -20,18 +20,18 @@ Files are read with torch.load(weights_only=True): a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from ..errors import ConfigError, first_line
 from ..files import atomic_write
-from .tracking import ID_FILE, read_id
 
 FILENAME = "last.ckpt"
 FORMAT = 1
@@ -104,17 +104,22 @@ class PairCheckpointIO(CheckpointIO):
     """Lightning's checkpoint plugin for a batch of pictures: one last.ckpt per picture's folder, written atomically.
 
     `save_checkpoint` ignores the path Lightning passes and writes every picture that `keep(b)` allows (a failed
-    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint. With
-    `in_background`, the files are written by a helper thread while training goes on (the periodic checkpoints:
-    the rows are copied first, so later steps do not change what is written); `wait` waits for them.
+    picture keeps none); `load_checkpoint` reads the pictures' files into one batch checkpoint. Inside
+    `background()`, the files are written by a helper thread while training goes on (the periodic checkpoints:
+    the rows are copied first, so later steps do not change what is written); `wait` waits for them, and
+    `remove_checkpoint` (Lightning's Strategy.remove_checkpoint) too, before it removes a picture's file.
+    `wandb_id(folder)` is the id of the W&B run of the picture in that folder when its file is written (None
+    without one): the checkpoint keeps it, and does not know where it comes from (runner/tracking.saved_id).
     """
 
     def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None,
-                 inputs: Optional[list[dict]] = None):
+                 inputs: Optional[list[dict]] = None,
+                 wandb_id: Callable[[str], Optional[str]] = lambda folder: None):
         self.folders = folders
         self.keep = keep or (lambda b: True)
         self.inputs = inputs  # each picture's record of its inputs (job.inputs_record), kept in its checkpoint
-        self.in_background = False
+        self.wandb_id = wandb_id
+        self._in_background = False
         self._writer: Optional[ThreadPoolExecutor] = None
         self._pending: Optional[Future] = None
 
@@ -125,23 +130,31 @@ class PairCheckpointIO(CheckpointIO):
         if self.inputs is not None:
             for b, (_, row) in zip(kept, rows):
                 row["nst"]["inputs"] = self.inputs[b]
-        if not self.in_background:
+        if not self._in_background:
             return self._write(rows)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-checkpoint")
         self._pending = self._writer.submit(self._write, rows)
 
-    @staticmethod
-    def _write(rows: list[tuple[str, dict]]) -> None:
+    def _write(self, rows: list[tuple[str, dict]]) -> None:
         """Each row serialized in memory first, then written as any other output: torch.save writing to a full
         disk raises a RuntimeError ("unexpected pos") that names neither the file nor the problem, a plain write
         an OSError (ENOSPC) that atomic_write turns into an OutputError naming the file."""
         for folder, row in rows:
             row = as_numbers(row)
-            row["nst"]["wandb_id"] = read_id(os.path.join(folder, ID_FILE))  # the W&B run it goes on with
+            row["nst"]["wandb_id"] = self.wandb_id(folder)  # the W&B run it goes on with
             buf = io.BytesIO()
             torch.save(row, buf)
             atomic_write(path_in(folder), lambda f: f.write(buf.getbuffer()))
+
+    @contextlib.contextmanager
+    def background(self) -> Iterator[None]:
+        """The checkpoints saved inside are written by the helper thread."""
+        self._in_background = True
+        try:
+            yield
+        finally:
+            self._in_background = False
 
     def wait(self) -> None:
         """Until the checkpoint being written is on disk (its error, such as a full disk, raised here)."""
@@ -159,7 +172,11 @@ class PairCheckpointIO(CheckpointIO):
         return merge([load(path_in(folder)) for folder in self.folders])
 
     def remove_checkpoint(self, path) -> None:
-        pass
+        """Remove one picture's file (a failed picture's: it would resume into the same failure), once the
+        checkpoint being written in the background is on disk."""
+        self.wait()
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def load(path: str) -> dict:

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 
-from ..config import layers_of, scale_sizes, steps_per_scale, style_paths
+from ..config import INITS, scale_sizes, steps_per_scale, style_paths
 from ..errors import ConfigError, OutputError
 from ..files import save_png
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
+from ..keys import objective_settings
 from ..model import color
 from ..model.module import Picture, Schedule
 from . import checkpoint
@@ -77,26 +78,13 @@ def digest(image: Image.Image) -> str:
     return h.hexdigest()[:16]
 
 
-def objective_settings(cfg: DictConfig) -> dict:
-    """The settings that define the loss a picture minimizes: a resume with other values would optimize a blend."""
-    content_layers, style_layers = layers_of(cfg)
-    plain = lambda v: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v  # noqa: E731
-    return {"model.weights": cfg.model.weights, "model.pooling": cfg.model.pooling,
-            "model.content_layers": content_layers, "model.style_layers": style_layers,
-            "model.style_layer_weights": plain(cfg.model.style_layer_weights),
-            "loss.content_weight": float(cfg.loss.content_weight), "loss.style_weight": float(cfg.loss.style_weight),
-            "loss.tv_weight": float(cfg.loss.tv_weight), "loss.normalize": bool(cfg.loss.normalize),
-            "data.style_weights": plain(cfg.data.style_weights), "data.style_scale": float(cfg.data.style_scale),
-            "color.preserve": cfg.color.preserve}
-
-
 def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
                    styles: Optional[list[Image.Image]] = None) -> Inputs:
     """Read the images and apply the colour mode: everything that happens before optimization. A video passes
     its frame as `content` (and its style images, read once) instead of the files of data.content and data.style."""
     content = open_rgb(cfg.data.content) if content is None else content
     styles = [open_rgb(p) for p in style_paths(cfg)] if styles is None else styles
-    init: str | Image.Image = cfg.init if cfg.init in ("content", "noise", "style") else open_rgb(cfg.init)
+    init: str | Image.Image = cfg.init if cfg.init in INITS else open_rgb(cfg.init)
     w, h = fit_size(content.size, min(scale_sizes(cfg)))
     if min(w, h) < MIN_SIDE:
         raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "

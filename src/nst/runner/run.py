@@ -29,7 +29,7 @@ from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransfer
 from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint, memory
-from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
+from .sinks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
@@ -47,9 +47,14 @@ _NOT_APPLICABLE = (
     r".*does not have many workers.*",  # there is no data to load
     r".*isinstance\(treespec, LeafSpec\).*",
 )
-# Lightning's device lines ("GPU available: ...", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]"): not ours to print.
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+def quiet_device_lines() -> None:
+    """Lightning's device lines ("GPU available: ...", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [0]") are not ours to
+    print. Set by the entry points (cli.main, the sweep's main, api.stylize, the benchmarks that fit), not when
+    this module is imported: logging is the application's to configure."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager
@@ -257,7 +262,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         sinks.append(progress)
     sinks.extend(extra_sinks)  # a video's W&B run and progress (nst.video.run)
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive,
-                                     inputs=[job.inputs_record() for job in jobs])
+                                     inputs=[job.inputs_record() for job in jobs], wandb_id=tracking.saved_id)
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     devices = 1 if cfg.trainer.devices in ("auto", "1") else cfg.trainer.devices  # auto: every GPU, i.e. DDP
@@ -307,11 +312,8 @@ class PeriodicCheckpoint(L.Callback):
             for job in self.jobs:
                 save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
             self.configs_written = True
-        self.io.in_background = True
-        try:
+        with self.io.background():
             trainer.save_checkpoint(checkpoint.path_in(self.jobs[0].dir), weights_only=False)
-        finally:
-            self.io.in_background = False
 
 
 def check_writable(folder: str) -> None:
@@ -338,7 +340,7 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
         guard.phase = "hold"
     except Interrupted as e:  # a second signal: the step in progress was cut short
         guard.phase = "hold"
-        raise interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
+        raise keep_interrupted(jobs, module, trainer, e.signum, cut_short=True) from None
     except OutputError as e:  # a periodic checkpoint could not be written (a full disk): keep the pictures
         guard.phase = "hold"
         raise keep_pictures(jobs, [j.inputs.render(module.target[b:b + 1]) for b, j in enumerate(jobs)],
@@ -349,16 +351,14 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
             fail(job, module, b, str(e), trainer.global_step, trainer)
         return
     if guard.requested and trainer.global_step < cfg.trainer.max_steps:
-        raise interrupted(jobs, module, trainer, guard.signum, cut_short=False)
+        raise keep_interrupted(jobs, module, trainer, guard.signum, cut_short=False)
 
 
 def fail(job: Job, module: StyleTransferModule, b: int, message: str, good_steps: int, trainer: L.Trainer) -> None:
     """last_good.png and the one-line error; no checkpoint (a periodic one would resume into the same failure)."""
     path = os.path.join(job.dir, "last_good.png")
     save_png(job.inputs.render(module.last_good[b:b + 1]), path)
-    trainer.strategy.checkpoint_io.wait()  # PairCheckpointIO: a periodic checkpoint may still be on its way
-    if os.path.exists(checkpoint.path_in(job.dir)):
-        os.unlink(checkpoint.path_in(job.dir))
+    trainer.strategy.remove_checkpoint(checkpoint.path_in(job.dir))  # after a periodic one still on its way
     job.error = f"{message}; the last good image (after {good_steps} steps) is in {path}"
 
 
@@ -402,12 +402,13 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
             if job.cfg.logger.image_every:
                 wandb.log_grid(b, job.result.image, int(trainer.global_step), wait=True)
             job.run = wandb.ready(b)
-            log_final(job.run, job)
+            tracking.log_final(job.run, job.cfg, job.dir, job.result.metrics)
 
 
-def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,
-                cut_short: bool) -> Interrupted:
-    """Keep each image and (at a step boundary) a checkpoint; the exception says what was kept and how to go on."""
+def keep_interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,
+                     cut_short: bool) -> Interrupted:
+    """Keep each image and (at a step boundary) a checkpoint; returns the exception to raise, which says what was
+    kept and how to go on (like job.keep_pictures)."""
     name = signal_name(signum)
     messages = []
     for b, job in enumerate(jobs):
@@ -431,8 +432,3 @@ def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer
         return Interrupted(signum, messages[0])
     return Interrupted(signum, f"interrupted by {name} at step {trainer.global_step}: wrote interrupted.png"
                                f"{'' if cut_short else ' and last.ckpt'} in the folders of {len(jobs)} pictures")
-
-
-def log_final(run, job: Job) -> None:
-    """Summary numbers for dashboard tables, and the final image as a versioned artifact (tracking.log_final)."""
-    tracking.log_final(run, job.cfg, job.dir, job.result.metrics)

@@ -20,7 +20,7 @@ import torch
 
 from typing import Optional
 
-from ..model.module import STATUS_FIELDS, StyleTransferModule
+from ..model.module import StyleTransferModule
 
 FLUSH_SECONDS = 2.0  # at most this long between transfers, so W&B and a slow progress display stay current
 
@@ -60,7 +60,7 @@ class Sink:
     def on_end(self) -> None: ...
 
 
-class _Transfer:
+class Transfer:
     """A device-to-host copy in flight: pinned memory and an event on a GPU, nothing to wait for on a CPU.
 
     The copy is registered as a host copy (`is_host_copy`), so that counting tools (nst.bench.counts) can tell
@@ -99,8 +99,9 @@ class _Batch:
     steps: list[int]  # the recorded steps, in order
     names: list[str]  # the columns of a record (StyleTransferModule.record_names)
     pictures: int
-    numbers: _Transfer  # [steps x pictures x names] then [pictures x STATUS_FIELDS]
-    images: list[tuple[int, _Transfer]]  # (steps done, [pictures, 3, H, W])
+    numbers: Transfer  # [steps x pictures x names] then [pictures x status]
+    status: list[str]  # the columns of the pictures' health (StyleTransferModule.status)
+    images: list[tuple[int, Transfer]]  # (steps done, [pictures, 3, H, W])
 
 
 def rows(values: list[float], names: list[str], pictures: int) -> list[dict[str, float]]:
@@ -158,12 +159,13 @@ class Telemetry(L.Callback):
         """Queue one transfer of every recorded number and the health of every picture, and of the images."""
         steps = [s for s, _ in module.records]
         records = [torch.stack([r for _, r in module.records]).flatten()] if module.records else []
-        numbers = torch.cat(records + [module.status().flatten()])
-        images = [(done, _Transfer(image)) for done, image in module.snapshots]
+        status_names, status = module.status()
+        numbers = torch.cat(records + [status.flatten()])
+        images = [(done, Transfer(image)) for done, image in module.snapshots]
         module.records.clear()
         module.snapshots.clear()
         names = module.record_names
-        self.pending.append(_Batch(steps, names, module.batch_size, _Transfer(numbers), images))
+        self.pending.append(_Batch(steps, names, module.batch_size, Transfer(numbers), status_names, images))
         self.last_flush = time.monotonic()
 
     def receive(self, wait: bool) -> None:
@@ -186,7 +188,7 @@ class Telemetry(L.Callback):
             for sink in self.sinks:
                 sink.on_numbers(step, rows(payload, batch.names, batch.pictures))
         health = []
-        for s in rows(values[len(batch.steps) * width:], list(STATUS_FIELDS), batch.pictures):
+        for s in rows(values[len(batch.steps) * width:], batch.status, batch.pictures):
             message = "" if s["alive"] else health_message(int(s["bad_step"]), s["bad_loss"])
             health.append(Health(bool(s["alive"]), int(s["bad_step"]), message, int(s["evaluations"])))
         for sink in self.sinks:

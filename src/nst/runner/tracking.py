@@ -20,12 +20,14 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..keys import NOT_RESULT_KEYS
+
 ID_FILE = "wandb_id"  # beside a run's outputs: the W&B run a resumed run goes on with
 PROBE_TIMEOUT = 3.0  # seconds to reach the W&B server before logging offline instead
 LOSS_KEYS = ("loss", "content_loss", "style_loss", "tv_loss")
-# Keys that do not change a picture (beside the paths, which the artifact's name shows): left out of its digest.
-NOT_SETTING_KEYS = ("logger", "output", "sweep", "resume", "trainer.devices", "trainer.accelerator",
-                    "trainer.enable_progress_bar", "trainer.cudnn_benchmark")
+# Keys that do not change a picture, and the output and sweep sections (the artifact's name shows the paths):
+# left out of its digest.
+NOT_SETTING_KEYS = NOT_RESULT_KEYS + ("output", "sweep")
 
 
 def has_wandb_credentials() -> bool:
@@ -125,6 +127,11 @@ def read_id(path: str) -> Optional[str]:
         return None
 
 
+def saved_id(run_dir: str) -> Optional[str]:
+    """The id of the W&B run whose outputs are in run_dir (its ID_FILE), or None."""
+    return read_id(os.path.join(run_dir, ID_FILE))
+
+
 def write_id(path: str, run_id: str) -> None:
     from ..files import save_text
     try:
@@ -201,7 +208,7 @@ def setting_digest(cfg: DictConfig) -> str:
 def artifact_name(cfg: DictConfig, kind: str = "final") -> str:
     """`final-<content>__<style>-<digest>`: a rerun of the same setting adds a version to the same collection."""
     from ..config import style_paths
-    from ..sweep.plan import stem
+    from ..paths import stem
     styles = "+".join(stem(s) for s in style_paths(cfg))
     return f"{kind}-{stem(cfg.data.content)}__{styles}-{setting_digest(cfg)}"[:128]
 

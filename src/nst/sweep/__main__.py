@@ -1,6 +1,6 @@
 import sys
 
-from ..cli import exit_now
+from ..commandline import exit_now
 from . import main
 
 try:

@@ -21,7 +21,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -48,6 +48,12 @@ from .report import ERROR_FILE, Result
 MAX_AUTO_BATCH = 16
 
 
+class BatchKey(NamedTuple):
+    sizes: tuple[tuple[int, int], ...]  # (width, height) at every scale (a video's: its frame size)
+    start: int | str  # the step a picture resumes from; "video" for a clip
+    setting: str  # the grid's setting (Pair.setting)
+
+
 @dataclass
 class Work:
     """A pair this process computes: its config, why it runs, the batch it can share, and in the end its job."""
@@ -55,7 +61,7 @@ class Work:
     where: str  # "3/12 tubingen__starry_night", for messages
     cfg: DictConfig
     why: str
-    key: object  # pairs with equal keys can share a batch (None: alone)
+    key: Optional[BatchKey]  # pairs with equal keys can share a batch (None: alone)
     own: bool = True  # in this rank's share (its messages are shown; others' pairs are taken silently)
     claim: Optional[claims.Claim] = None
     job: Optional[Job | VideoJob] = None
@@ -145,7 +151,7 @@ def claim_batch(batch: list[Work], d: Dist, heartbeat: Heartbeat, since: float, 
     return held
 
 
-def batch_key(pc: DictConfig, pair: Pair) -> object:
+def batch_key(pc: DictConfig, pair: Pair) -> Optional[BatchKey]:
     """What pairs must share to be optimized together: the grid's setting (a batch takes every setting but the
     images from its first pair), the target size at every scale and the step they resume from. None when the
     content image cannot even be measured (the pair then fails alone, saying why). A video's key is its frame
@@ -163,16 +169,16 @@ def batch_key(pc: DictConfig, pair: Pair) -> object:
             step = int(checkpoint.load(checkpoint.path_in(pc.output.dir))["nst"]["step"])
         except UserError:
             return None
-    return tuple(fit_size(size, s) for s in scale_sizes(pc)), step, pair.setting
+    return BatchKey(tuple(fit_size(size, s) for s in scale_sizes(pc)), step, pair.setting)
 
 
-def video_key(pc: DictConfig, pair: Pair) -> object:
+def video_key(pc: DictConfig, pair: Pair) -> Optional[BatchKey]:
     from ..video.io import read_clip
     try:  # one decoded frame: the frame size (every frame of a clip has it)
         size = read_clip(pc.data.content, pc.data.size, pc.video.start, 1, pc.video.fps).size
     except UserError:
         return None
-    return (size,), "video", pair.setting
+    return BatchKey((size,), "video", pair.setting)
 
 
 def batch_limit(cfg: DictConfig, work: "Work", device: Optional[int], sharing: int = 1) -> int:
@@ -186,7 +192,7 @@ def batch_limit(cfg: DictConfig, work: "Work", device: Optional[int], sharing: i
     if device is None:
         return 1
     pc = work.cfg
-    pixels = max(w * h for w, h in work.key[0])
+    pixels = max(w * h for w, h in work.key.sizes)
     free, _ = torch.cuda.mem_get_info(device)
     return memory.pictures_that_fit(free, pixels, resolve_precision(str(pc.trainer.precision), "gpu"),
                                     memory.history_units(pc.optim.name, pc.optim.history), sharing, MAX_AUTO_BATCH)

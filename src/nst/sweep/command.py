@@ -11,10 +11,11 @@ from typing import NoReturn, Optional
 
 from omegaconf import DictConfig
 
-from ..cli import parse
+from ..commandline import parse
 from ..config import load_config, to_yaml
 from ..errors import ConfigError, Interrupted, UserError, exit_line
 from ..runner.interrupt import SignalGuard
+from ..runner.run import quiet_device_lines
 from . import claims
 from .batch import run_share, say
 from .claims import Heartbeat
@@ -51,6 +52,7 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m nst.sweep") ->
         return status
     since = process_start_time()  # not after the imports: they take a different time in every process
     independent_process_logging()
+    quiet_device_lines()
     die_with_launcher(d)
     device = pick_device(cfg, d)
     if d.rank == 0:
@@ -138,5 +140,5 @@ def report(cfg: DictConfig, pairs: list[Pair], results: list[Result], d: Dist, s
 
 def entry() -> NoReturn:
     """The nst-sweep command."""
-    from ..cli import exit_now
+    from ..commandline import exit_now
     exit_now(main(prog="nst-sweep"))

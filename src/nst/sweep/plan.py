@@ -21,14 +21,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import SweepConfig, validate
 from ..errors import ConfigError, UserError, first_line
+from ..keys import NOT_RESULT_KEYS
+from ..paths import stem
 from ..runner import checkpoint
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 VIDEO_OUTPUTS = ("final.mp4", "metrics.json", "config.yaml")
 VIDEO_PROGRESS = "progress.json"  # a video's written frames (video/run.py's PROGRESS)
-# Keys that do not change a pair's result: a pair made with other values of these is still complete.
-NOT_RESULT_KEYS = ("logger", "trainer.devices", "trainer.accelerator", "trainer.enable_progress_bar",
-                   "trainer.cudnn_benchmark", "resume", "output.checkpoint")
+# Keys that do not change a pair's result, and whether it keeps a checkpoint: a pair made with other values of
+# these is still complete.
+NOT_PAIR_RESULT_KEYS = NOT_RESULT_KEYS + ("output.checkpoint",)
 
 
 
@@ -52,11 +54,6 @@ class Pair:
     @property
     def result_file(self) -> str:
         return self.outputs[0]
-
-
-def stem(path: str) -> str:
-    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
 
 
 def expand(key: str, patterns: list[str]) -> list[str]:
@@ -227,7 +224,7 @@ def pair_config(cfg: DictConfig, pair: Pair, device: Optional[int] = None) -> Di
 
 def result_view(container: dict) -> dict:
     """A config as a plain dict without the keys that do not change the result."""
-    for dotted in NOT_RESULT_KEYS:
+    for dotted in NOT_PAIR_RESULT_KEYS:
         *parents, last = dotted.split(".")
         node = container
         for p in parents:

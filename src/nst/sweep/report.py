@@ -19,7 +19,8 @@ from ..files import save_png, save_text
 from ..images import fit_size, open_rgb
 from ..runner.tracking import finish, start_run
 from ..errors import UserError, first_line
-from .plan import Pair, grid_keys, pair_config, state, stem, sweep_name
+from ..paths import stem
+from .plan import Pair, grid_keys, pair_config, state, sweep_name
 
 ERROR_FILE = "error.txt"  # a failed pair's message and traceback
 SUMMARY_ID_FILE = "wandb_summary_id"  # the sweep's one summary run in W&B, which reruns go on with

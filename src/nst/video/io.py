@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError, first_line
-from ..files import _FILE_MODE, replaced_atomically
+from ..files import FILE_MODE, replaced_atomically
 from ..images import MIN_SIDE, fit_size, open_rgb
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
@@ -243,7 +243,7 @@ def write_video(path: str, frames: Iterable[Image.Image], fps: Fraction, audio_f
             finally:
                 if source is not None:
                     source.close()
-        os.chmod(tmp, _FILE_MODE)  # what open() would give, not mkstemp's private 0600
+        os.chmod(tmp, FILE_MODE)  # what open() would give, not mkstemp's private 0600
 
 
 def _copy_audio(source, audio_in, audio_out, out, start: float, seconds: Optional[float]) -> None:
@@ -289,8 +289,3 @@ def probe(path: str) -> Probe:
         v = c.streams.video[0]
         return Probe(n, Fraction(v.average_rate), (v.width, v.height), v.codec_context.name,
                      v.codec_context.pix_fmt, a.codec_context.name if a is not None else None, packets)
-
-
-def as_array(frames: list[Image.Image]) -> np.ndarray:
-    """[T, C, H, W] uint8 (what wandb.Video takes)."""
-    return np.stack([np.asarray(im.convert("RGB")) for im in frames]).transpose(0, 3, 1, 2).copy()

@@ -24,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .telemetry import is_host_copy
+from ..runner.telemetry import is_host_copy
 
 READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
 
@@ -126,7 +126,7 @@ def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: 
     import lightning as L
 
     from ..config import load_config
-    from .run import loop_for, quiet_lightning, steps_loader
+    from ..runner.run import loop_for, quiet_lightning, steps_loader
 
     class CountSteps(L.Callback):
         def __init__(self):
