@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from ..config import SweepConfig, validate
 from ..errors import ConfigError, UserError, first_line
 from ..runner import checkpoint
+from ..video.io import is_pattern, natural_key
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 VIDEO_OUTPUTS = ("final.mp4", "metrics.json", "config.yaml")
@@ -64,8 +65,8 @@ def expand(key: str, patterns: list[str]) -> list[str]:
     path that does not exist is kept (its pairs fail and say why, the others run)."""
     out: list[str] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        if is_pattern(pattern):
+            matches = sorted((p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)), key=natural_key)
             if not matches:
                 raise ConfigError(f"sweep.{key}: '{pattern}' matches no file")
         else:
@@ -265,7 +266,7 @@ def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
     if not missing:
         return "complete", "complete"
     if pair.video:
-        if "final.mp4" in missing and os.path.isfile(os.path.join(pair.dir, VIDEO_PROGRESS)):
+        if os.path.isfile(os.path.join(pair.dir, VIDEO_PROGRESS)):  # the written frames are kept, whatever is missing
             return "resumable", f"interrupted earlier, resuming from {VIDEO_PROGRESS}"
     elif "final.png" in missing and os.path.isfile(checkpoint.path_in(pair.dir)):
         return "resumable", f"interrupted earlier, resuming from {checkpoint.FILENAME}"

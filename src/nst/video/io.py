@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable, Optional
@@ -31,9 +32,29 @@ class VideoError(ImageError):
     """A video (or folder of frames) is missing, unreadable or unusable: one line, exit status 2."""
 
 
+def is_pattern(path: str) -> bool:
+    """Whether `path` is a glob: it has *, ? or [ and no file or folder has that very name (an existing file is
+    always that file, `photo[1].jpg` included)."""
+    return glob.has_magic(path) and not os.path.lexists(path)
+
+
+def natural_key(path: str) -> list:
+    """Sort key of frame names in numeric order: frame2 before frame10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def frame_files(path: str) -> list[str]:
+    """The image files of a folder, or the files a glob matches, in natural order."""
+    if os.path.isdir(path):
+        files = [os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+        files = [p for p in glob.glob(path) if os.path.isfile(p)]
+    return sorted(files, key=natural_key)
+
+
 def is_video(content: str) -> bool:
     """Whether data.content is a clip: a video file (an animated GIF, not a still one), a folder or a glob."""
-    if any(ch in content for ch in "*?["):
+    if is_pattern(content):
         return True
     if os.path.isdir(content):  # a folder of frames (an empty one is an image run's "is a directory" error)
         return any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(content))
@@ -50,11 +71,8 @@ def is_video(content: str) -> bool:
 def count_frames(path: str, start: int = 0, max_frames: int = 0) -> int:
     """How many frames read_clip(path, ..., start, max_frames) gives, without decoding (a file's video packets, a
     folder's images); a VideoError for what read_clip would refuse too."""
-    if any(ch in path for ch in "*?[") or os.path.isdir(path):
-        if os.path.isdir(path):
-            total = sum(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(path))
-        else:
-            total = sum(os.path.isfile(p) for p in glob.glob(path))
+    if is_pattern(path) or os.path.isdir(path):
+        total = len(frame_files(path))
     else:
         import av
         try:
@@ -106,7 +124,7 @@ def read_clip(path: str, longest: int, start: int = 0, max_frames: int = 0, fps:
     """Frames start .. start+max_frames-1 (max_frames=0: to the end) of a video file, folder or glob of images,
     resized so that the longest side is `longest` (both sides even)."""
     max_pixels = max_pixels or Image.MAX_IMAGE_PIXELS
-    if any(ch in path for ch in "*?[") or os.path.isdir(path):
+    if is_pattern(path) or os.path.isdir(path):
         clip = _read_frames(path, longest, start, max_frames, fps)
     else:
         clip = _read_file(path, longest, start, max_frames, max_pixels)
@@ -118,11 +136,7 @@ def read_clip(path: str, longest: int, start: int = 0, max_frames: int = 0, fps:
 
 
 def _read_frames(path: str, longest: int, start: int, max_frames: int, fps: float) -> Clip:
-    if os.path.isdir(path):
-        files = [os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)]
-    else:
-        files = [p for p in glob.glob(path) if os.path.isfile(p)]
-    files = sorted(files)
+    files = frame_files(path)
     if not files:
         raise VideoError(f"{path}: no frames (no {', '.join(IMAGE_EXTENSIONS)} files)")
     used = files[start:start + max_frames] if max_frames else files[start:]

@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from ..config import layers_of, style_paths, to_yaml
-from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
+from ..errors import Interrupted, OutputError, TrainingError, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
 from ..images import open_rgb, to_tensor
 from ..model import color
@@ -52,8 +52,7 @@ from ..runner.tracking import finish, start_run
 from . import flow as flows
 from .io import Clip, read_clip, write_video
 from .progress import FrameProgress, StepBar
-
-PROGRESS = "progress.json"
+from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
 
 
 @dataclass
@@ -82,6 +81,7 @@ class VideoJob:
     # target, and it runs video.steps_later steps at one scale.
     seam: Optional[tuple[torch.Tensor, Image.Image]] = None
     _seam_flow: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    record: Optional[dict] = None  # video/resume.inputs_record, computed once
 
     def seam_flow(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow, weight) of the first frame against the previous chunk's last original frame."""
@@ -136,25 +136,10 @@ def prepare_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> Video
     styles = [open_rgb(p) for p in style_paths(cfg)]
     prepare_inputs(cfg, content=clip.frames[0], styles=styles)  # the size checks of an image run
     job = VideoJob(cfg, clip, styles, extra_config)
-    path = os.path.join(job.dir, PROGRESS)
     if cfg.resume:
-        import json
-        if not os.path.isfile(path):
-            raise ConfigError(f"resume: no {path} to resume (run without resume=true to start this video)")
-        try:
-            with open(path) as f:
-                saved = json.load(f)
-        except Exception as e:
-            raise ConfigError(f"resume: {path} is unreadable ({first_line(e, 120)})") from None
-        if saved.get("identity") != job.identity():
-            raise ConfigError(f"resume: {path} is another video's or another setting's ({saved.get('identity')}); "
-                              f"run without resume=true to start over")
-        done = []
-        for row in saved.get("frames", []):  # frames whose PNG is there, in order
-            if not os.path.isfile(job.frame_path(len(done))):
-                break
-            done.append(row)
-        job.frames_done = done
+        job.frames_done = frames_to_resume(job)
+    else:
+        warn_replaced(job)
     return job
 
 
@@ -323,7 +308,7 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
                "steps": int(trainer.global_step), "seconds": round(seconds, 3),
                "optimize_seconds": round(outcome.seconds, 3), "flow_seconds": round(flow_seconds, 3)}
         vj.frames_done.append(row)
-        save_json({"identity": vj.identity(), "frames": vj.frames_done}, os.path.join(vj.dir, PROGRESS))
+        save_progress(vj)
         if vj.run is not None:
             vj.run.log({f"frame/{k}": v for k, v in row.items() if k != "frame"} | {"frame": t + 1},
                        step=offsets[b] + int(trainer.global_step))
@@ -349,6 +334,9 @@ def _interrupted(jobs: list[VideoJob], signum: int) -> Interrupted:
     name = signal_name(signum)
     job = jobs[0]
     where = job.dir if len(jobs) == 1 else f"the folders of {len(jobs)} videos"
+    if job.next == 0:  # nothing to resume: progress.json comes with the first frame
+        return Interrupted(signum, f"interrupted by {name} in frame 1/{job.n}, before any frame was written; run "
+                                   f"the same command again to start over")
     return Interrupted(signum, f"interrupted by {name} at frame {job.next + 1}/{job.n}: the {job.next} frames "
                                f"written and the cached flow stay in {where}; resume with: python train.py "
                                f"--config {os.path.join(job.dir, 'config.yaml')} resume=true")

@@ -1,0 +1,165 @@
+"""Faults of video and sweep runs found by trying them as an adversary would (docs/reliability.md): a resume that
+mixes inputs, finished work that was thrown away, paths that are globs only by their characters, frame order,
+values that passed validation and failed late, and files that are not what their name says."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from fractions import Fraction
+
+import pytest
+from PIL import Image
+
+from helpers import CONTENT, STYLE, STYLE2
+from helpers.train import assert_one_line_error, cli, popen, tiny, train
+from nst.config import load_config
+from nst.video import io as vio
+
+
+def pan(n: int, size=(48, 32), shift: int = 3) -> list[Image.Image]:
+    """A camera panning right across the photograph."""
+    w, h = size
+    photo = Image.open(CONTENT).convert("RGB").resize((w + shift * n + 8, h + 8), Image.Resampling.LANCZOS)
+    return [photo.crop((shift * t, 4, shift * t + w, 4 + h)) for t in range(n)]
+
+
+def clip_file(tmp_path, n: int, name="pan.mp4") -> str:
+    path = str(tmp_path / name)
+    vio.write_video(path, pan(n), Fraction(10), crf=0)
+    return path
+
+
+def video_args(out, content, *extra, style=STYLE):
+    return [f"data.content={content}", f"data.style={style}", "data.size=48", "trainer.max_steps=4",
+            "video.steps_later=2", "model.weights=random", "logger.mode=disabled", "trainer.precision=32",
+            "trainer.enable_progress_bar=false", f"output.dir={out}", *extra]
+
+
+def stopped_after_frame_2(tmp_path):
+    """A 6-frame video run in a process of its own, sent SIGTERM once its frame 2 is written."""
+    clip = clip_file(tmp_path, 6)
+    out = tmp_path / "run"
+    p = popen(video_args(out, clip))
+    while not (out / "frames" / "00002.png").exists() and p.poll() is None:
+        threading.Event().wait(0.01)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=240)
+    return clip, out, subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+
+
+def test_a_stopped_video_resumes_only_with_its_own_inputs_and_then_gives_every_frame(tmp_path):
+    """(a) W1: another style is refused in one line; resume=force and the same inputs continue it."""
+    clip, out, stopped = stopped_after_frame_2(tmp_path)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    written = json.loads((out / "progress.json").read_text())["frames"]
+    assert 2 <= len(written) < 6
+    kept = {n: os.stat(out / "frames" / n).st_mtime_ns for n in os.listdir(out / "frames")}
+
+    other = train(video_args(out, clip, "resume=true", style=STYLE2))
+    assert_one_line_error(other.returncode, other.stderr, "resume", "data.style is another image", "resume=force")
+    assert {n: os.stat(out / "frames" / n).st_mtime_ns for n in os.listdir(out / "frames")} == kept
+
+    from nst.video.run import prepare_video
+    forced = prepare_video(load_config(None, video_args(out, clip, "resume=force", style=STYLE2)))
+    assert len(forced.frames_done) == len(written)
+
+    resumed = train(video_args(out, clip, "resume=true"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert vio.probe(str(out / "final.mp4")).frames == 6
+    assert {n: os.stat(out / "frames" / n).st_mtime_ns for n in kept} == kept
+
+
+def test_a_fresh_run_over_unfinished_frames_names_resume_true(tmp_path):
+    """(b) L2: the frames of an unfinished run are not replaced silently."""
+    from nst.video.resume import PROGRESS
+    from nst.video.run import prepare_video
+    clip = clip_file(tmp_path, 3)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / PROGRESS).write_text(json.dumps({"identity": {}, "frames": [{"frame": 1}, {"frame": 2}]}))
+    with pytest.warns(UserWarning, match="2 frames of an unfinished earlier run .* add resume=true"):
+        prepare_video(load_config(None, video_args(out, clip)))
+
+
+def test_frames_of_a_folder_or_glob_are_taken_in_numeric_order(tmp_path):
+    """(c) W4: frame1..frame12, not frame1, frame10, frame11, frame12, frame2..."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(1, 13):
+        Image.new("RGB", (48, 32), (i * 20, 0, 0)).save(folder / f"frame{i}.png")
+    for source in (str(folder), str(folder / "frame*.png")):
+        clip = vio.read_clip(source, 48)
+        assert [im.getpixel((0, 0))[0] for im in clip.frames] == [i * 20 for i in range(1, 13)]
+        assert vio.count_frames(source, 2, 3) == 3
+
+
+def test_an_existing_file_with_glob_characters_is_that_file(tmp_path, capsys):
+    """(d) W3: `photo[1].jpg` is an image, `what?.jpg` too; a sweep takes them as they are."""
+    from nst.sweep.plan import expand
+    photo = tmp_path / "photo[1].jpg"
+    shutil.copy(CONTENT, photo)
+    shutil.copy(CONTENT, tmp_path / "photo1.jpg")  # what the glob `photo[1].jpg` would match instead
+    shutil.copy(CONTENT, tmp_path / "what?.jpg")
+    assert not vio.is_video(str(photo)) and not vio.is_video(str(tmp_path / "what?.jpg"))
+    assert expand("contents", [str(photo)]) == [str(photo)]
+    assert expand("contents", [str(tmp_path / "photo*.jpg")]) == [str(tmp_path / "photo1.jpg"), str(photo)]
+    code, err = cli(capsys, tiny(tmp_path / "out", steps=2)[1:] + [f"data.content={photo}"])
+    assert code == 0, err
+    assert (tmp_path / "out" / "final.png").exists()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("video.fps=0.0001", ["video.fps", "0.0001"]),
+    ("video.fps=nan", ["video.fps"]),
+    ("trainer.max_steps=100000000000000000000", ["trainer.max_steps", "out of range"]),
+    ("seed=-100000000000000000000", ["seed", "out of range"]),
+    ("video.long_term=[1,100000000000000000000]", ["video.long_term[1]", "out of range"]),
+])
+def test_a_value_that_would_fail_late_is_one_line_up_front(tmp_path, capsys, override, words):
+    """(e) T1 and (f) T5: before anything is decoded or written."""
+    code, err = cli(capsys, video_args(tmp_path / "out", clip_file(tmp_path, 2), override))
+    assert_one_line_error(code, err, *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_wandb_id_that_is_garbage_or_not_a_file_is_no_id(tmp_path, capsys):
+    """(g) T3, T7: binary bytes do not stop a fresh run; a FIFO is not read (it would block for ever)."""
+    from nst.runner.tracking import read_id
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "wandb_id").write_bytes(b"\xff\xfe\x00\x9c garbage \xc3")
+    assert read_id(str(out / "wandb_id")) is None
+    code, err = cli(capsys, tiny(out, "output.checkpoint_every=1", steps=2))
+    assert code == 0, err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    answer = []
+    reader = threading.Thread(target=lambda: answer.append(read_id(str(fifo))), daemon=True)
+    reader.start()
+    reader.join(60)  # a guard against a hang, not a measurement: the answer comes at once
+    assert answer == [None]
+
+
+def test_a_sweep_video_whose_metrics_were_lost_is_concluded_from_its_frames(tmp_path):
+    """(h) L1: final.mp4 written, metrics.json lost (killed in between): no frame is computed again."""
+    from helpers.sweeps import ran, sweep
+    from helpers.sweeps import tiny as sweep_args
+    clip = clip_file(tmp_path, 3)
+    out = tmp_path / "sweep"
+    args = sweep_args(out, "data.size=48", "video.steps_later=2", "trainer.precision=32", contents=[clip],
+                      styles=[STYLE], mode="disabled")
+    first = sweep(tmp_path, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    pair = out / "pan__starry_night"
+    os.unlink(pair / "metrics.json")
+    kept = {n: os.stat(pair / "frames" / n).st_mtime_ns for n in os.listdir(pair / "frames")}
+    again = sweep(tmp_path, *args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming from progress.json" in again.stdout and ran(again.stdout) == ["pan__starry_night"]
+    assert {n: os.stat(pair / "frames" / n).st_mtime_ns for n in os.listdir(pair / "frames")} == kept
+    assert json.loads((pair / "metrics.json").read_text())["frames"] == 3
