@@ -163,3 +163,63 @@ def test_a_sweep_video_whose_metrics_were_lost_is_concluded_from_its_frames(tmp_
     assert "resuming from progress.json" in again.stdout and ran(again.stdout) == ["pan__starry_night"]
     assert {n: os.stat(pair / "frames" / n).st_mtime_ns for n in os.listdir(pair / "frames")} == kept
     assert json.loads((pair / "metrics.json").read_text())["frames"] == 3
+
+
+def test_a_cached_flow_that_holds_nan_is_computed_again(tmp_path):
+    """W9: the flow cache is checked on load."""
+    import numpy as np
+    from nst.video import flow as flows
+    frames = pan(2)
+    cache = flows.FlowCache(str(tmp_path), frames)
+    good, weight = cache.get(1)
+    bad = good.numpy().copy()
+    bad[0, 3, 3] = np.nan
+    np.savez_compressed(cache.path(1, 1), flow=bad, weight=weight.numpy().astype(np.uint8))
+    again = flows.FlowCache(str(tmp_path), frames)
+    flow, _ = again.get(1)
+    assert again.computed == 1 and bool(flow.isfinite().all())
+
+
+def test_a_corrupt_frame_found_on_resume_is_computed_again_not_a_crash(tmp_path, capsys, one_thread):
+    """T4: the frames a resume keeps are read whole first; the first bad one and those after it run again."""
+    clip = clip_file(tmp_path, 3)
+    out = tmp_path / "run"
+    code, err = cli(capsys, video_args(out, clip))
+    assert code == 0, err
+    progress = json.loads((out / "progress.json").read_text())
+    os.unlink(out / "final.mp4")
+    (out / "frames" / "00002.png").write_bytes((out / "frames" / "00002.png").read_bytes()[:60])
+    first = os.stat(out / "frames" / "00001.png").st_mtime_ns
+    from nst.video.run import prepare_video
+    assert prepare_video(load_config(None, video_args(out, clip, "resume=true"))).frames_done == progress["frames"][:1]
+    code, err = cli(capsys, video_args(out, clip, "resume=true"))
+    assert code == 0, err
+    assert vio.probe(str(out / "final.mp4")).frames == 3 and os.stat(out / "frames" / "00001.png").st_mtime_ns == first
+
+
+def _cgroup_tree(root, v2: bool, limit: int, usage: int, path="job/step"):
+    proc = root / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "meminfo").write_text(f"MemTotal: 100000000 kB\nMemAvailable: {64 * 2**20} kB\n")
+    (proc / "self" / "status").write_text("VmSize: 1000 kB\n")
+    (proc / "self" / "cgroup").write_text(f"0::/{path}\n" if v2 else f"4:memory:/{path}\n1:cpu:/\n")
+    base = root / "cgroup" if v2 else root / "cgroup" / "memory"
+    files = ("memory.max", "memory.current") if v2 else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+    (base / path).mkdir(parents=True)
+    (base / "job" / files[0]).write_text(f"{limit}\n")  # the job's limit, one level above the process's cgroup
+    (base / "job" / files[1]).write_text(f"{usage}\n")
+    (base / path / files[0]).write_text("max\n" if v2 else f"{2**63 - 4096}\n")  # no limit of its own
+    (base / path / files[1]).write_text(f"{usage}\n")
+    return str(proc), str(root / "cgroup")
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_the_memory_check_sees_a_cgroup_limit_and_ulimit_v(tmp_path, monkeypatch, v2):
+    """L4: 64 GB available on the machine, but the job's cgroup leaves 1 GB: 1 GB it is; an RLIMIT_AS tighter still
+    wins."""
+    import resource
+    from nst.runner import memory
+    proc, cgroups = _cgroup_tree(tmp_path, v2, limit=1536 * 2**20, usage=512 * 2**20)
+    assert memory.host_memory_bytes(proc, cgroups) == 2**30
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (300 * 2**20 + 1000 * 1024, resource.RLIM_INFINITY))
+    assert memory.host_memory_bytes(proc, cgroups) == 300 * 2**20
