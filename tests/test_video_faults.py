@@ -223,3 +223,30 @@ def test_the_memory_check_sees_a_cgroup_limit_and_ulimit_v(tmp_path, monkeypatch
     assert memory.host_memory_bytes(proc, cgroups) == 2**30
     monkeypatch.setattr(resource, "getrlimit", lambda which: (300 * 2**20 + 1000 * 1024, resource.RLIM_INFINITY))
     assert memory.host_memory_bytes(proc, cgroups) == 300 * 2**20
+
+
+def test_a_chunk_that_decodes_fewer_frames_than_were_planned_is_one_line(tmp_path):
+    """W5: a chunk named frames-6-10 must hold 5 frames, not what is left of a shortened clip."""
+    from nst.video.run import prepare_video
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, im in enumerate(pan(7)):
+        im.save(folder / f"{i:03d}.png")
+    cfg = load_config(None, video_args(tmp_path / "out", folder, "video.chunk=5", "video.start=5",
+                                       "video.max_frames=5"))
+    with pytest.raises(vio.VideoError, match="frames 6-10 were planned, 2 decode"):
+        prepare_video(cfg)
+    cfg.video.chunk = 0  # train.py's video.max_frames is "at most"
+    assert prepare_video(cfg).n == 2
+
+
+@pytest.mark.parametrize("key, chunk", [("video.chunk", 0), ("video.start", 4), ("video.max_frames", 4)])
+def test_a_grid_over_what_plans_the_chunks_is_one_line(key, chunk):
+    """W8: the chunks are planned from the sweep's own values; a grid over them is refused, not ignored."""
+    from omegaconf import OmegaConf
+    from nst.errors import ConfigError
+    from nst.sweep.plan import grid_settings
+    cfg = load_config(None, [f"video.chunk={chunk}"])
+    OmegaConf.update(cfg, "sweep.grid", {key: [1, 2]}, merge=False)
+    with pytest.raises(ConfigError, match=f"sweep.grid.{key}: not a setting a grid can vary"):
+        grid_settings(cfg)

@@ -166,6 +166,9 @@ def grid_settings(cfg: DictConfig) -> list[tuple[dict, str]]:
     for key in grid:
         if key in NOT_GRID_KEYS or key.split(".")[0] in NOT_GRID_KEYS:
             raise ConfigError(f"sweep.grid.{key}: not a setting a grid can vary (it names the pairs or the sweep)")
+        if key == "video.chunk" or (cfg.video.chunk and key in ("video.start", "video.max_frames")):
+            raise ConfigError(f"sweep.grid.{key}: not a setting a grid can vary (video.chunk plans each clip's chunks "
+                              f"from the sweep's video.start, video.max_frames and video.chunk; run one sweep per value)")
         last = key.split(".")[-1]
         labels[key] = last if sum(k.split(".")[-1] == last for k in grid) == 1 else key.replace(".", "-")
     for key, values in grid.items():

@@ -207,7 +207,8 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
             raise VideoError(f"{path}: no frames could be decoded (zero frames, or corrupt or truncated)")
         if not frames:
             raise VideoError(f"{path}: video.start={start} is past the last of its {decoded} frames")
-        if promised and not max_frames and decoded < 0.9 * promised:
+        ended = not (max_frames and len(frames) >= max_frames)  # decoded to the end of the file, not cut short
+        if promised and ended and decoded < 0.9 * promised:
             raise VideoError(f"{path}: truncated video (the header promises {promised} frames, {decoded} decode)")
         has_audio = bool(container.streams.audio)
     clip = Clip(path, frames, fps, original, start, times[0] - (float(stream.start_time * stream.time_base)

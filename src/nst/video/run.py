@@ -50,7 +50,7 @@ from ..runner.run import build_module, check_memory, check_writable, make_traine
 from ..runner.telemetry import Sink
 from ..runner.tracking import finish, start_run
 from . import flow as flows
-from .io import Clip, read_clip, write_video
+from .io import Clip, VideoError, read_clip, write_video
 from .progress import FrameProgress, StepBar
 from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
 
@@ -133,6 +133,9 @@ def prepare_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> Video
     continues from. Writes nothing."""
     v = cfg.video
     clip = read_clip(cfg.data.content, cfg.data.size, v.start, v.max_frames, v.fps)
+    if v.chunk and v.max_frames and len(clip.frames) < v.max_frames:  # a sweep's chunk: its frames were counted
+        raise VideoError(f"{cfg.data.content}: frames {v.start + 1}-{v.start + v.max_frames} were planned, "
+                         f"{len(clip.frames)} decode (the file was truncated or changed since)")
     styles = [open_rgb(p) for p in style_paths(cfg)]
     prepare_inputs(cfg, content=clip.frames[0], styles=styles)  # the size checks of an image run
     job = VideoJob(cfg, clip, styles, extra_config)
