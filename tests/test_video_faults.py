@@ -250,3 +250,81 @@ def test_a_grid_over_what_plans_the_chunks_is_one_line(key, chunk):
     OmegaConf.update(cfg, "sweep.grid", {key: [1, 2]}, merge=False)
     with pytest.raises(ConfigError, match=f"sweep.grid.{key}: not a setting a grid can vary"):
         grid_settings(cfg)
+
+
+def _chunked_sweep(tmp_path, contents, chunk=2):
+    from omegaconf import OmegaConf
+    cfg = load_config(None, [f"output.dir={tmp_path / 'sweep'}", f"video.chunk={chunk}", "data.size=48"])
+    OmegaConf.update(cfg, "sweep.contents", [str(c) for c in contents], merge=False)
+    OmegaConf.update(cfg, "sweep.styles", [STYLE], merge=False)
+    return cfg
+
+
+def test_a_chunked_clip_whose_joined_folder_is_another_pairs_is_refused(tmp_path):
+    """W2: clip.png and clip.mp4 in one sweep: the join of clip.mp4's chunks would overwrite clip.png's pair."""
+    from nst.errors import ConfigError
+    from nst.sweep.plan import plan
+    clip = clip_file(tmp_path, 4, name="clip.mp4")
+    pan(1)[0].save(tmp_path / "clip.png")
+    with pytest.raises(ConfigError, match="chunks of .*clip.mp4.* are joined into .*clip__starry_night.*clip.png"):
+        plan(_chunked_sweep(tmp_path, [tmp_path / "clip.png", clip]))
+    assert [p.name for p in plan(_chunked_sweep(tmp_path, [clip]))] == [
+        "clip__starry_night__frames-1-2", "clip__starry_night__frames-3-4"]
+
+
+def test_a_join_killed_halfway_leaves_no_temporary_file_after_the_next(tmp_path):
+    """M6: the join's folder is cleared of a killed join's temporary file."""
+    from nst.sweep.join import join_chunks
+    from nst.sweep.plan import plan
+    clip = clip_file(tmp_path, 4)
+    cfg = _chunked_sweep(tmp_path, [clip])
+    pairs = plan(cfg)
+    for pair in pairs:
+        os.makedirs(os.path.join(pair.dir, "frames"))
+        for t, im in enumerate(pan(2), 1):
+            im.save(os.path.join(pair.dir, "frames", f"{t:05d}.png"))
+        for name in ("final.mp4", "metrics.json"):
+            with open(os.path.join(pair.dir, name), "w") as f:
+                f.write(json.dumps({"frames": 2}))
+    joined = tmp_path / "sweep" / "pan__starry_night"
+    joined.mkdir()
+    (joined / ".final.mp4.killed.tmp").write_bytes(b"half a video")
+    lines = join_chunks(cfg, pairs, [{"pair": p.name, "status": "done"} for p in pairs])
+    assert lines and "2 chunks joined, 4 frames" in lines[0]
+    assert sorted(os.listdir(joined)) == ["final.mp4", "metrics.json"]
+
+
+def test_a_one_frame_clip_says_one_frame_and_no_warping_error(tmp_path, capsys, one_thread):
+    """M3."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    pan(1)[0].save(folder / "1.png")
+    from nst.cli import main
+    code = main(video_args(tmp_path / "out", folder))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "1 frame at" in out and "warping error n/a" in out and "nan" not in out
+
+
+def test_a_fifo_or_a_symlink_loop_named_like_a_video_says_what_it_is(tmp_path, capsys):
+    """M4: not "empty file" for a FIFO, not "no such file" for a link loop."""
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    code, err = cli(capsys, video_args(tmp_path / "out", fifo))
+    assert_one_line_error(code, err, "pipe.mp4", "not a regular file")
+    os.symlink(tmp_path / "b.mp4", tmp_path / "a.mp4")
+    os.symlink(tmp_path / "a.mp4", tmp_path / "b.mp4")
+    code, err = cli(capsys, video_args(tmp_path / "out", tmp_path / "a.mp4"))
+    assert_one_line_error(code, err, "a.mp4", "symbolic links")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_in_this_programs_words(tmp_path, capsys):
+    """M5: no "weights only" from PyTorch in the line."""
+    from helpers.train import evil_file
+    out = tmp_path / "out"
+    out.mkdir()
+    evil_file(out / "last.ckpt", tmp_path / "pwned")
+    code, err = cli(capsys, tiny(out, "resume=true"))
+    assert_one_line_error(code, err, "resume:", "not a readable checkpoint", "could run code")
+    assert "weights only" not in err.lower() and not (tmp_path / "pwned").exists()

@@ -18,6 +18,13 @@ def first_line(e: BaseException, limit: int | None = None, typed: bool = False) 
     return line or type(e).__name__
 
 
+def load_failure(e: BaseException, limit: int = 120) -> str:
+    """Why torch.load(weights_only=True) refused a file, in this program's words rather than PyTorch's."""
+    if "weights only" in str(e).lower():
+        return "it holds Python objects besides tensors, which are never loaded: loading them could run code"
+    return first_line(e, limit)
+
+
 class UserError(Exception):
     """Bad input: the message names the key or file and the problem."""
 

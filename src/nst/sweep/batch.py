@@ -304,7 +304,8 @@ def seam_of(work: Work):
 def done_line(m: dict) -> str:
     if "frames" in m:  # a video
         we, seam = m.get("warping_error"), m.get("seam_warping_error")
-        return (f"{m['frames']} frames, {m['seconds_per_frame']:.2f} s/frame, warping error "
+        return (f"{m['frames']} frame{'s' * (m['frames'] != 1)}, {m['seconds_per_frame']:.2f} s/frame, "
+                f"warping error "
                 f"{'n/a' if we is None else f'{we:.3g}'}" + (f" (at the seam {seam:.3g})" if seam is not None else "")
                 + f", loss {m['loss']:.4g}")
     return f"{m['steps']} steps, loss {m['loss']:.4g}"

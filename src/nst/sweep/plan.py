@@ -93,6 +93,7 @@ def plan(cfg: DictConfig) -> list[Pair]:
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     by_name: dict[str, Pair] = {}
+    joined: dict[str, Pair] = {}  # the folder each chunked clip's chunks are joined into (sweep/join.py)
     chunks = {c: video_chunks(cfg, c) if videos[c] else [({}, "")] for c in videos}
     for content, style in raw:
         key = (os.path.normpath(content), os.path.normpath(style))
@@ -112,6 +113,19 @@ def plan(cfg: DictConfig) -> list[Pair]:
                         videos[content], previous.dir if previous is not None else "")
             pairs.append(pair)
             by_name[name] = pair
+            if chunk_label:  # its chunks are joined into the folder of the pair's name without the chunk label
+                whole = f"{stem(content)}__{stem(style)}" + (f"__{grid_label}" if grid_label else "")
+                other = joined.setdefault(whole, pair)
+                if os.path.normpath(other.content) != os.path.normpath(content):
+                    raise ConfigError(f"sweep: the chunks of {content} + {style} and of {other.content} + "
+                                      f"{other.style} would both be joined into {os.path.join(cfg.output.dir, whole)}"
+                                      f" (same file names; rename one)")
+    for whole, pair in joined.items():
+        if whole in by_name:
+            other = by_name[whole]
+            raise ConfigError(f"sweep: the chunks of {pair.content} + {pair.style} are joined into "
+                              f"{os.path.join(cfg.output.dir, whole)}, which {other.content} + {other.style} "
+                              f"writes too (same file names; rename one)")
     return pairs
 
 

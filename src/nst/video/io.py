@@ -10,9 +10,11 @@ the stylization size, never by padding.
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Iterable, Optional
@@ -157,8 +159,13 @@ def _read_frames(path: str, longest: int, start: int, max_frames: int, fps: floa
 def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels: int) -> Clip:
     import av
 
-    if not os.path.exists(path):
-        raise VideoError(f"{path}: no such file")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:  # ENOENT, ELOOP (a symbolic link loop), EACCES on a folder above it...
+        why = "no such file" if e.errno == errno.ENOENT else (e.strerror or str(e)).lower()
+        raise VideoError(f"{path}: {why}") from None
+    if not stat.S_ISREG(mode):
+        raise VideoError(f"{path}: not a regular file (a FIFO, socket or device), not a video file")
     if os.path.getsize(path) == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     try:

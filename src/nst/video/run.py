@@ -389,7 +389,7 @@ def conclude_video(job: VideoJob) -> None:
     if "temporal_loss" in rows[0]:
         metrics["temporal_loss"] = mean([r["temporal_loss"] for r in rows])
     save_json(_finite(metrics), os.path.join(job.dir, "metrics.json"))
-    job.result = VideoResult(metrics, job.dir)
+    job.result = VideoResult(_finite(metrics), job.dir)
     if job.run is not None:
         log_video(job.run, job, frames, metrics)
 
@@ -425,8 +425,9 @@ def log_video(run, job: VideoJob, frames: list[Image.Image], metrics: dict) -> N
 def describe(result: VideoResult) -> str:
     m = result.metrics
     we = m["warping_error"]
-    return (f"wrote {result.run_dir}/final.mp4 ({m['size'][1]}x{m['size'][0]}, {m['frames']} frames at "
-            f"{m['fps']:g} fps{', with audio' if m['audio'] else ''}) in {m['seconds']:.1f} s, "
-            f"{m['seconds_per_frame']:.2f} s/frame: warping error {we if we is None else f'{we:.3g}'}, "
+    return (f"wrote {result.run_dir}/final.mp4 ({m['size'][1]}x{m['size'][0]}, {m['frames']} "
+            f"frame{'s' * (m['frames'] != 1)} at {m['fps']:g} fps{', with audio' if m['audio'] else ''}) in "
+            f"{m['seconds']:.1f} s, {m['seconds_per_frame']:.2f} s/frame: warping error "
+            f"{'n/a (one frame)' if we is None else f'{we:.3g}'}, "
             f"style {m['style_loss']:.4g}, content {m['content_loss']:.4g}")
 
