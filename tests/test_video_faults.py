@@ -328,3 +328,33 @@ def test_a_checkpoint_with_pickled_code_is_refused_in_this_programs_words(tmp_pa
     code, err = cli(capsys, tiny(out, "resume=true"))
     assert_one_line_error(code, err, "resume:", "not a readable checkpoint", "could run code")
     assert "weights only" not in err.lower() and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_signal_while_final_mp4_is_written_finishes_it_then_stops(tmp_path, capsys, monkeypatch, one_thread,
+                                                                  resumed):
+    """M2 and the background job: SIGINT ignored when the process started (a script's `cmd &`) is still taken;
+    one that comes during the final encode lets final.mp4 be written whole, then exits 130 saying so (a resumed
+    run whose frames are all written too)."""
+    from nst.video import run as vrun
+    clip = clip_file(tmp_path, 2)
+    out = tmp_path / "run"
+    if resumed:
+        code, err = cli(capsys, video_args(out, clip))
+        assert code == 0, err
+        os.unlink(out / "final.mp4")
+    real = vrun.write_video
+
+    def signalled(*args, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(vrun, "write_video", signalled)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code, err = cli(capsys, video_args(out, clip, *(["resume=true"] if resumed else [])))
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == f"interrupted by SIGINT after the video finished; all outputs are in {out}"
+    assert vio.probe(str(out / "final.mp4")).frames == 2 and (out / "metrics.json").exists()

@@ -197,6 +197,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
         job.batch = len(jobs)
         _start(job)
         job.run = start_run(job.cfg, job.dir, {**(job.extra_config or {}), "video_frames": job.n})
+    guard.phase = "hold"  # outputs exist from here on: a signal stops after the frame, or after final.mp4
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
                              label) if cfg.trainer.enable_progress_bar else None
     try:
@@ -213,6 +214,10 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
         for job in jobs:
             if not job.error:
                 conclude_video(job)
+        if guard.requested:  # a signal while final.mp4 was written: it was finished first
+            where = jobs[0].dir if len(jobs) == 1 else f"the folders of {len(jobs)} videos"
+            raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the video finished; "
+                                            f"all outputs are in {where}")
     except OutputError as e:
         raise OutputError(f"output.dir: {e}") from None
     finally:
