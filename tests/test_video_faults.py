@@ -358,3 +358,43 @@ def test_a_signal_while_final_mp4_is_written_finishes_it_then_stops(tmp_path, ca
     assert code == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted by SIGINT after the video finished; all outputs are in {out}"
     assert vio.probe(str(out / "final.mp4")).frames == 2 and (out / "metrics.json").exists()
+
+
+def test_a_chunk_takes_its_seam_only_from_a_previous_chunk_made_like_it_and_a_resume_keeps_it(tmp_path):
+    """W6: an older sweep's chunk (another loss.style_weight) is no seam; W7: a resumed chunk that started from a
+    seam still records it (its metrics get the seam's warping error, not null)."""
+    from nst.config import to_yaml
+    from nst.images import to_tensor
+    from nst.sweep.batch import Work, seam_of
+    from nst.sweep.plan import pair_config, plan
+    from nst.video.resume import save_progress
+    from nst.video.run import prepare_video
+    cfg = _chunked_sweep(tmp_path, [clip_file(tmp_path, 4)])
+    cfg.video.steps_later, cfg.model.weights = 2, "random"
+    first, second = plan(cfg)
+    os.makedirs(os.path.join(first.dir, "frames"))
+    for t, im in enumerate(pan(2), 1):
+        im.save(os.path.join(first.dir, "frames", f"{t:05d}.png"))
+    for name in ("final.mp4", "metrics.json"):
+        with open(os.path.join(first.dir, name), "w") as f:
+            f.write(json.dumps({"frames": 2}))
+    work = Work(second, "2/2", pair_config(cfg, second), "new", None)
+    work.job = prepare_video(work.cfg)
+    older = pair_config(cfg, first)
+    older.loss.style_weight *= 10
+    with open(os.path.join(first.dir, "config.yaml"), "w") as f:
+        f.write(to_yaml(older))
+    assert seam_of(work) is None
+    with open(os.path.join(first.dir, "config.yaml"), "w") as f:
+        f.write(to_yaml(pair_config(cfg, first)))
+    seam = seam_of(work)
+    assert seam is not None and bool((seam[0] == to_tensor(pan(2)[1])).all())
+
+    job = work.job
+    job.seam = seam
+    os.makedirs(os.path.join(job.dir, "frames"))
+    pan(1)[0].save(job.frame_path(0))
+    job.frames_done = [{"frame": 1, "steps": 2}]
+    save_progress(job)
+    work.cfg.resume = True
+    assert prepare_video(work.cfg).from_seam

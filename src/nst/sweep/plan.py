@@ -255,6 +255,21 @@ def result_view(container: dict) -> dict:
     return container
 
 
+def made_alike(folder: str, pc: DictConfig) -> bool:
+    """Whether the run in `folder` was made with `pc`'s settings, but for what tells chunks of a clip apart (their
+    frames and folders): a chunk's seam comes only from a previous chunk made like it (not an older sweep's)."""
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(os.path.join(folder, "config.yaml")), resolve=True)
+    except Exception:
+        return False
+    views = [result_view(c) for c in (stored, OmegaConf.to_container(pc, resolve=True))]
+    for view in views:
+        view.get("output", {}).pop("dir", None)
+        view.get("video", {}).pop("start", None)
+        view.get("video", {}).pop("max_frames", None)
+    return first_difference(*views) is None
+
+
 def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in list(dict.fromkeys([*a, *b])):

@@ -61,8 +61,9 @@ def _whole(path: str, size: tuple[int, int]) -> bool:
         return False
 
 
-def frames_to_resume(job) -> list[dict]:
-    """The rows of the frames a resumed VideoJob keeps, or a ConfigError when progress.json is missing, unreadable,
+def frames_to_resume(job) -> tuple[list[dict], bool]:
+    """The rows of the frames a resumed VideoJob keeps and whether its first frame came from a previous chunk's
+    last (a seam), or a ConfigError when progress.json is missing, unreadable,
     another clip's, or made from other inputs (without resume=force)."""
     path = os.path.join(job.dir, PROGRESS)
     if not os.path.isfile(path):
@@ -86,11 +87,12 @@ def frames_to_resume(job) -> list[dict]:
         if not _whole(job.frame_path(len(done)), job.clip.size):
             break
         done.append(row)
-    return done
+    return done, bool(saved.get("seam")) and bool(done)
 
 
 def save_progress(job) -> None:
     if job.record is None:
         job.record = inputs_record(job)
-    save_json({"identity": job.identity(), "inputs": job.record, "frames": job.frames_done},
+    save_json({"identity": job.identity(), "inputs": job.record, "seam": job.seam is not None or job.from_seam,
+               "frames": job.frames_done},
               os.path.join(job.dir, PROGRESS))

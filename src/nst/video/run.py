@@ -82,6 +82,7 @@ class VideoJob:
     seam: Optional[tuple[torch.Tensor, Image.Image]] = None
     _seam_flow: Optional[tuple[torch.Tensor, torch.Tensor]] = None
     record: Optional[dict] = None  # video/resume.inputs_record, computed once
+    from_seam: bool = False  # a resumed chunk whose first frame came from the previous chunk's (progress.json)
 
     def seam_flow(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow, weight) of the first frame against the previous chunk's last original frame."""
@@ -140,7 +141,7 @@ def prepare_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> Video
     prepare_inputs(cfg, content=clip.frames[0], styles=styles)  # the size checks of an image run
     job = VideoJob(cfg, clip, styles, extra_config)
     if cfg.resume:
-        job.frames_done = frames_to_resume(job)
+        job.frames_done, job.from_seam = frames_to_resume(job)
     else:
         warn_replaced(job)
     return job
