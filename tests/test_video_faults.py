@@ -398,3 +398,22 @@ def test_a_chunk_takes_its_seam_only_from_a_previous_chunk_made_like_it_and_a_re
     save_progress(job)
     work.cfg.resume = True
     assert prepare_video(work.cfg).from_seam
+
+
+def test_a_sweep_into_a_folder_it_cannot_write_is_one_line(tmp_path, capsys, monkeypatch):
+    """T2: an existing read-only output.dir (made here by refusing the probe: the tests may run as root, whom
+    chmod does not stop)."""
+    import tempfile
+    from helpers.sweeps import tiny as sweep_args
+    from nst.sweep import command
+
+    def read_only(*args, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    out = tmp_path / "sweep"
+    out.mkdir()
+    code = command.main(sweep_args(out, mode="disabled"))
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, "output.dir", "cannot write", "Permission denied")
+    assert os.listdir(out) == []
