@@ -417,3 +417,17 @@ def test_a_sweep_into_a_folder_it_cannot_write_is_one_line(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert_one_line_error(code, err, "output.dir", "cannot write", "Permission denied")
     assert os.listdir(out) == []
+
+
+def test_running_out_of_memory_under_an_address_space_limit_is_one_line(tmp_path, capsys, monkeypatch):
+    """T6: the CPU allocator's error under `prlimit --as` (its text, raised where the module is built)."""
+    from nst.runner import run as runner
+
+    def no_memory(*args, **kw):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 3221225472 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(runner, "build_module", no_memory)
+    code, err = cli(capsys, tiny(tmp_path / "out", steps=2))
+    assert_one_line_error(code, err, "out of memory", "3072 MB", "data.size", "ulimit -v")
+    assert "enforce fail" not in err

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 
@@ -78,4 +79,9 @@ def exit_line(e: BaseException) -> tuple[int, str] | None:
         return e.exit_code, e.message  # what was kept and how to resume
     if isinstance(e, KeyboardInterrupt):  # Ctrl-C before a run took the signal over
         return 130, "interrupted"
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e):
+        size = re.search(r"allocate (\d+) bytes", str(e))
+        what = f"an allocation of {int(size.group(1)) / 2**20:.0f} MB failed" if size else first_line(e, 160)
+        return 2, (f"error: out of memory ({what}): lower data.size or optim.history, or give the process more "
+                   f"memory (ulimit -v, the container's or the job's limit)")
     return None
