@@ -431,3 +431,29 @@ def test_running_out_of_memory_under_an_address_space_limit_is_one_line(tmp_path
     code, err = cli(capsys, tiny(tmp_path / "out", steps=2))
     assert_one_line_error(code, err, "out of memory", "3072 MB", "data.size", "ulimit -v")
     assert "enforce fail" not in err
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_clips_frames_are_decoded_when_used_and_never_all_kept(tmp_path, monkeypatch, kind):
+    """L3: reading a clip keeps its first frame only; going through it keeps at most Frames.KEEP; any frame asked
+    for again, in any order, is the frame a single pass gives."""
+    monkeypatch.setattr(vio.Frames, "KEEP", 4)
+    n = 24
+    if kind == "file":
+        source = clip_file(tmp_path, n)
+    else:
+        source = str(tmp_path / "frames")
+        os.mkdir(source)
+        for t, im in enumerate(pan(n)):
+            im.save(os.path.join(source, f"{t}.png"))
+    clip = vio.read_clip(source, 48, start=2)
+    frames = clip.frames
+    assert len(frames) == n - 2 and list(frames.kept) == [0]
+    once = [im.tobytes() for im in frames]
+    assert len(frames.kept) == 4
+    for t in (20, 3, 3, 21, 0, 13, 12, 11, 2):
+        assert frames[t].tobytes() == once[t]
+        assert len(frames.kept) <= 4
+    assert frames[-1].tobytes() == once[-1] and [im.tobytes() for im in frames[5:8]] == once[5:8]
+    from nst.video.resume import digest_frames
+    assert clip.digest == digest_frames(frames)

@@ -25,13 +25,18 @@ PROGRESS = "progress.json"
 
 def inputs_record(job) -> dict:
     """Digests of the VideoJob's frames and styles as read, and the settings of its loss (temporal ones too)."""
-    frames = hashlib.sha256()
-    for frame in job.clip.frames:
-        frames.update(digest(frame).encode())
     v = job.cfg.video
-    return {"content": frames.hexdigest()[:16], "styles": [digest(s) for s in job.styles],
+    return {"content": job.clip.digest or digest_frames(job.clip.frames), "styles": [digest(s) for s in job.styles],
             "settings": {**objective_settings(job.cfg), "video.temporal_weight": float(v.temporal_weight),
                          "video.long_term": list(v.long_term)}}
+
+
+def digest_frames(frames) -> str:
+    """A digest of frames (read_clip makes it as it checks them: Clip.digest)."""
+    h = hashlib.sha256()
+    for frame in frames:
+        h.update(frame.tobytes())
+    return h.hexdigest()[:16]
 
 
 def written(path: str) -> int:

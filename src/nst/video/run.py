@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -351,24 +351,33 @@ def _interrupted(jobs: list[VideoJob], signum: int) -> Interrupted:
                                f"--config {os.path.join(job.dir, 'config.yaml')} resume=true")
 
 
-def warping_errors(job: VideoJob, frames: list[Image.Image]) -> list[float]:
-    """The warping error of each frame t >= 2 against frame t-1, along the flow of the original frames."""
-    tensors = [to_tensor(im) for im in frames]
-    out = []
-    for t in range(1, len(frames)):
-        flow, weight = job.flows.get(t, 1)
-        out.append(flows.warping_error(tensors[t], tensors[t - 1], flow, weight))
+def warping_errors(job: VideoJob, frames: Iterable[Image.Image]) -> list[float]:
+    """The warping error of each frame t >= 2 against frame t-1, along the flow of the original frames (a pass
+    over `frames` that holds two of them at a time)."""
+    out, before = [], None
+    for t, im in enumerate(frames):
+        now = to_tensor(im)
+        if before is not None:
+            flow, weight = job.flows.get(t, 1)
+            out.append(flows.warping_error(now, before, flow, weight))
+        before = now
     return out
+
+
+def stylized(job: VideoJob) -> Iterator[Image.Image]:
+    """The written frames, read one at a time: the end of a long clip holds no more of them than its start."""
+    for t in range(job.n):
+        with Image.open(job.frame_path(t)) as im:
+            yield im.convert("RGB")
 
 
 def conclude_video(job: VideoJob) -> None:
     """final.mp4 (with the input's audio), metrics.json and the W&B video and summary, from the written frames."""
     cfg = job.cfg
-    frames = [Image.open(job.frame_path(t)).convert("RGB") for t in range(job.n)]
     clip = job.clip
-    write_video(os.path.join(job.dir, "final.mp4"), frames, clip.fps, clip.source if clip.audio else None,
+    write_video(os.path.join(job.dir, "final.mp4"), stylized(job), clip.fps, clip.source if clip.audio else None,
                 clip.start_time, clip.duration, cfg.video.crf)
-    errors = warping_errors(job, frames)
+    errors = warping_errors(job, stylized(job))
     originals = warping_errors(job, clip.frames)
     rows = job.frames_done
     later = [r["seconds"] for r in rows[1:]]
@@ -389,7 +398,8 @@ def conclude_video(job: VideoJob) -> None:
     }
     if job.seam is not None:  # a chunk's first frame against the previous chunk's last
         flow, weight = job.seam_flow()
-        metrics["seam_warping_error"] = flows.warping_error(to_tensor(frames[0]), job.seam[0], flow, weight)
+        metrics["seam_warping_error"] = flows.warping_error(to_tensor(next(stylized(job))), job.seam[0], flow,
+                                                            weight)
         metrics["seam_warping_error_input"] = flows.warping_error(
             to_tensor(clip.frames[0]), to_tensor(job.seam[1].resize(clip.size, Image.Resampling.LANCZOS)), flow, weight)
     if "temporal_loss" in rows[0]:
@@ -397,7 +407,7 @@ def conclude_video(job: VideoJob) -> None:
     save_json(_finite(metrics), os.path.join(job.dir, "metrics.json"))
     job.result = VideoResult(_finite(metrics), job.dir)
     if job.run is not None:
-        log_video(job.run, job, frames, metrics)
+        log_video(job.run, job, metrics)
 
 
 def _finite(value):
@@ -411,14 +421,14 @@ def _finite(value):
     return value
 
 
-def log_video(run, job: VideoJob, frames: list[Image.Image], metrics: dict) -> None:
+def log_video(run, job: VideoJob, metrics: dict) -> None:
     """The result as a wandb.Video (final.mp4), original | stylized side by side (side_by_side.mp4, written for
     it), and the numbers in the summary. Files, not arrays: wandb encodes arrays with moviepy, not a dependency."""
     import wandb
     from .showcase import side_by_side
 
     both = os.path.join(job.dir, "side_by_side.mp4")
-    write_video(both, [side_by_side(o, s) for o, s in zip(job.clip.frames, frames)], job.clip.fps,
+    write_video(both, (side_by_side(o, s) for o, s in zip(job.clip.frames, stylized(job))), job.clip.fps,
                 crf=job.cfg.video.crf)
     run.log({"video": wandb.Video(os.path.join(job.dir, "final.mp4"), format="mp4"),
              "video_side_by_side": wandb.Video(both, format="mp4", caption="original | stylized")},
