@@ -457,3 +457,24 @@ def test_a_clips_frames_are_decoded_when_used_and_never_all_kept(tmp_path, monke
     assert frames[-1].tobytes() == once[-1] and [im.tobytes() for im in frames[5:8]] == once[5:8]
     from nst.video.resume import digest_frames
     assert clip.digest == digest_frames(frames)
+
+
+def test_interrupted_in_the_first_frame_says_to_run_again_not_to_resume(tmp_path, capsys, monkeypatch, one_thread):
+    """M1: nothing is written before frame 1 ends, so a resume command would fail with "no progress.json"."""
+    from nst.video import run as vrun
+    real = vrun.build_module
+
+    def signalled(*args, **kw):
+        os.kill(os.getpid(), signal.SIGINT)  # held until the frame's first step ends
+        return real(*args, **kw)
+
+    monkeypatch.setattr(vrun, "build_module", signalled)
+    clip = clip_file(tmp_path, 2)
+    code, err = cli(capsys, video_args(tmp_path / "run", clip))
+    assert code == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last == "interrupted by SIGINT in frame 1/2, before any frame was written; run the same command again " \
+                   "to start over"
+    monkeypatch.setattr(vrun, "build_module", real)
+    code, err = cli(capsys, video_args(tmp_path / "run", clip))
+    assert code == 0, err
