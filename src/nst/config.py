@@ -35,6 +35,8 @@ LOGGER_MODES = ("auto", "online", "offline", "disabled")
 # Keys that were removed, and what took their place: a config that still sets one gets this in its error.
 REMOVED = {"trainer.log_every_n_steps": "logger.log_every (steps between W&B loss logs)"}
 PRECISIONS = ("auto", "32", "32-true", "bf16-mixed", "16-mixed")
+INT_LIMIT = 2**31 - 1  # no integer key goes past an int32: a larger one overflows torch's counters mid-run
+MIN_FPS, MAX_FPS = 0.01, 1000.0  # video.fps: what an H.264 stream's time base can hold
 
 
 @dataclass
@@ -272,6 +274,7 @@ def _choice(key: str, value: Any, choices: tuple) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Checks what types alone cannot: choices, ranges, layer names, list lengths."""
+    bounded_integers(cfg)
     if cfg.data.size <= 0:
         raise ConfigError(f"data.size: must be a positive number of pixels, got {cfg.data.size}")
     if cfg.data.style_scale <= 0:
@@ -353,13 +356,23 @@ def validate(cfg: DictConfig) -> None:
     validate_video(cfg.video)
 
 
+def bounded_integers(node: DictConfig | ListConfig, prefix: str = "") -> None:
+    """Every integer value, lists included, within +-INT_LIMIT (a ConfigError naming the key)."""
+    for k, v in node.items() if isinstance(node, DictConfig) else enumerate(node):
+        key = f"{prefix}[{k}]" if isinstance(node, ListConfig) else f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, (DictConfig, ListConfig)):
+            bounded_integers(v, key)
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_LIMIT:
+            raise ConfigError(f"{key}: {v} is out of range (integers are at most {INT_LIMIT})")
+
+
 def validate_video(video: DictConfig) -> None:
     if video.start < 0:
         raise ConfigError(f"video.start: a frame index >= 0, got {video.start}")
     if video.max_frames < 0:
         raise ConfigError(f"video.max_frames: must be >= 0 (0: every frame), got {video.max_frames}")
-    if not video.fps > 0 or math.isinf(video.fps):
-        raise ConfigError(f"video.fps: must be positive, got {video.fps}")
+    if not MIN_FPS <= video.fps <= MAX_FPS:  # also NaN
+        raise ConfigError(f"video.fps: frames per second in [{MIN_FPS:g}, {MAX_FPS:g}], got {video.fps}")
     if not video.temporal_weight >= 0 or math.isinf(video.temporal_weight):
         raise ConfigError(f"video.temporal_weight: must be >= 0 and finite, got {video.temporal_weight}")
     long_term = list(video.long_term)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 
@@ -16,6 +17,13 @@ def first_line(e: BaseException, limit: int | None = None, typed: bool = False) 
     if typed and not isinstance(e, UserError):
         return f"{type(e).__name__}: {line}" if line else type(e).__name__
     return line or type(e).__name__
+
+
+def load_failure(e: BaseException, limit: int = 120) -> str:
+    """Why torch.load(weights_only=True) refused a file, in this program's words rather than PyTorch's."""
+    if "weights only" in str(e).lower():
+        return "it holds Python objects besides tensors, which are never loaded: loading them could run code"
+    return first_line(e, limit)
 
 
 class UserError(Exception):
@@ -71,4 +79,9 @@ def exit_line(e: BaseException) -> tuple[int, str] | None:
         return e.exit_code, e.message  # what was kept and how to resume
     if isinstance(e, KeyboardInterrupt):  # Ctrl-C before a run took the signal over
         return 130, "interrupted"
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e):
+        size = re.search(r"allocate (\d+) bytes", str(e))
+        what = f"an allocation of {int(size.group(1)) / 2**20:.0f} MB failed" if size else first_line(e, 160)
+        return 2, (f"error: out of memory ({what}): lower data.size or optim.history, or give the process more "
+                   f"memory (ulimit -v, the container's or the job's limit)")
     return None

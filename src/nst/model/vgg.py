@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.hub import get_dir, load_state_dict_from_url
 
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, load_failure
 from .precision import compute_dtype, no_autocast
 
 # (block, index within block, in channels, out channels) for the 16 convolutions of VGG19.
@@ -190,7 +190,7 @@ def _load_file(path: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"model.weights: {path} is not a readable weights file ({first_line(e, 120)})") from None
+        raise ConfigError(f"model.weights: {path} is not a readable weights file ({load_failure(e)})") from None
     return _from_state_dict(sd, path)
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, load_failure
 from ..files import atomic_write
 
 FILENAME = "last.ckpt"
@@ -187,7 +187,7 @@ def load(path: str) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ConfigError(f"resume: {path} is not a readable checkpoint ({first_line(e, 160)})") from None
+        raise ConfigError(f"resume: {path} is not a readable checkpoint ({load_failure(e, 160)})") from None
     meta = ckpt.get("nst") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "state_dict" not in ckpt:
         raise ConfigError(f"resume: {path} is not a checkpoint of this program")

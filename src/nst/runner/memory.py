@@ -43,10 +43,26 @@ def pictures_that_fit(free_bytes: int, pixels: int, precision: str, history: int
     return max(1, min(most, budget // bytes_per_picture(pixels, precision, history)))
 
 
-def host_memory_bytes() -> Optional[int]:
-    """Memory this machine can give a new allocation now (MemAvailable), or None where that cannot be read."""
+def host_memory_bytes(proc: str = "/proc", cgroups: str = "/sys/fs/cgroup") -> Optional[int]:
+    """Memory this process can get for a new allocation now, or None where nothing can be read: the smallest of
+    the machine's MemAvailable, what its cgroup (v2 or v1: a container's or a SLURM job's limit) leaves, and what
+    RLIMIT_AS (ulimit -v) leaves of the address space."""
+    found = [n for n in (_mem_available(proc), cgroup_room(proc, cgroups), address_space_room(proc)) if n is not None]
+    return max(0, min(found)) if found else None
+
+
+def _read_int(path: str) -> Optional[int]:
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
+            text = f.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _mem_available(proc: str) -> Optional[int]:
+    try:
+        with open(os.path.join(proc, "meminfo")) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
@@ -58,12 +74,53 @@ def host_memory_bytes() -> Optional[int]:
         return None
 
 
+def cgroup_room(proc: str = "/proc", cgroups: str = "/sys/fs/cgroup") -> Optional[int]:
+    """Limit minus usage of this process's memory cgroup and of every cgroup above it (the tightest), v2
+    (memory.max, memory.current) or v1 (memory.limit_in_bytes, memory.usage_in_bytes); None without a limit."""
+    try:
+        with open(os.path.join(proc, "self", "cgroup")) as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    rooms = []
+    for _, controllers, path in (parts for parts in lines if len(parts) == 3):
+        if controllers == "":
+            base, files = cgroups, ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            base, files = os.path.join(cgroups, "memory"), ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        here = path.strip("/")
+        while True:  # the cgroup's own folder up to the root (in a container, the root is its own cgroup)
+            limit, usage = (_read_int(os.path.join(base, here, name)) for name in files)
+            if limit is not None and usage is not None and limit < 2**60:  # v1 says "no limit" with a huge number
+                rooms.append(limit - usage)
+            if not here:
+                break
+            here = os.path.dirname(here)
+    return min(rooms) if rooms else None
+
+
+def address_space_room(proc: str = "/proc") -> Optional[int]:
+    """RLIMIT_AS (ulimit -v, prlimit --as) minus this process's address space now; None without a limit."""
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open(os.path.join(proc, "self", "status")) as f:
+            size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        size = 0
+    return soft - size
+
+
 def device_memory_bytes(accelerator: str, device_index: int = 0) -> tuple[Optional[int], str]:
     """(bytes, what they are) of the memory a run on `accelerator` can use."""
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info(device_index)
         return free, f"free on {torch.cuda.get_device_name(device_index)}"
-    return host_memory_bytes(), "available on this machine"
+    return host_memory_bytes(), "available to this process (MemAvailable, its cgroup limit, ulimit -v)"
 
 
 def describe(n: float) -> str:

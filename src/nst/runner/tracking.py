@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import string
 import sys
 import threading
@@ -120,11 +121,19 @@ def valid_id(run_id: Any) -> Optional[str]:
 
 
 def read_id(path: str) -> Optional[str]:
+    """The run id kept in `path`, or None: only a regular file is read (a FIFO would block), and at most 256 bytes
+    of it; bytes that are no id (binary garbage, another text) are no id."""
     try:
-        with open(path) as f:
-            return valid_id(f.read().strip())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once and is then refused
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return valid_id(f.read(256).decode("utf-8", "replace").strip())
+        except OSError:
+            return None
 
 
 def saved_id(run_dir: str) -> Optional[str]:

@@ -39,7 +39,7 @@ from ..runner.run import fit_batch
 from . import claims
 from .claims import Heartbeat
 from ..video.run import VideoJob, fit_videos, prepare_video
-from .plan import Pair, pair_config, state
+from .plan import Pair, made_alike, pair_config, state
 from .processes import Dist, hidden_launcher_env
 from .report import ERROR_FILE, Result
 
@@ -244,7 +244,8 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
     """Optimize prepared pairs together; on running out of GPU memory, each half on its own."""
     for work in batch:
         seam = ""
-        if work.pair.previous and isinstance(work.job, VideoJob) and work.job.next == 0 and work.job.seam is None:
+        job = work.job
+        if work.pair.previous and isinstance(job, VideoJob) and (job.next == 0 or job.from_seam) and job.seam is None:
             work.job.seam = seam_of(work)
             seam = ", its first frame from the previous chunk's last" if work.job.seam is not None else \
                 ", its first frame from its content (the previous chunk is not written yet)"
@@ -294,8 +295,8 @@ def seam_of(work: Work):
     try:
         with open(os.path.join(prev, "metrics.json")) as f:
             n = int(json.load(f)["frames"])
-        if not os.path.isfile(os.path.join(prev, "final.mp4")):
-            return None
+        if not os.path.isfile(os.path.join(prev, "final.mp4")) or not made_alike(prev, work.cfg):
+            return None  # not written, or by an older sweep with other settings
         with Image.open(os.path.join(prev, "frames", f"{n:05d}.png")) as im:
             last = to_tensor(im.convert("RGB"))
         v = work.cfg.video
@@ -310,7 +311,8 @@ def seam_of(work: Work):
 def done_line(m: dict) -> str:
     if "frames" in m:  # a video
         we, seam = m.get("warping_error"), m.get("seam_warping_error")
-        return (f"{m['frames']} frames, {m['seconds_per_frame']:.2f} s/frame, warping error "
+        return (f"{m['frames']} frame{'s' * (m['frames'] != 1)}, {m['seconds_per_frame']:.2f} s/frame, "
+                f"warping error "
                 f"{'n/a' if we is None else f'{we:.3g}'}" + (f" (at the seam {seam:.3g})" if seam is not None else "")
                 + f", loss {m['loss']:.4g}")
     return f"{m['steps']} steps, loss {m['loss']:.4g}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from typing import NoReturn, Optional
 
@@ -45,6 +46,12 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m nst.sweep") ->
             os.makedirs(cfg.output.dir, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"output.dir: cannot create {cfg.output.dir} ({e.strerror or e})") from None
+        try:  # an existing folder may be read-only (a file of a name of its own: ranks probe at once)
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=cfg.output.dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise ConfigError(f"output.dir: cannot write to {cfg.output.dir} ({e.strerror or e})") from None
     except UserError as e:
         status, line = exit_line(e)
         if d.rank == 0:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from ..errors import UserError, first_line
-from ..files import save_json
+from ..files import remove_leftovers, save_json
 from .plan import Pair
 
 CHUNK_LABEL = re.compile(r"_{1,2}frames-\d+-\d+$")  # a chunk's part of its pair's name
@@ -65,6 +65,7 @@ def join_chunks(cfg: DictConfig, pairs: list[Pair], rows: list[dict]) -> list[st
 def _join(cfg: DictConfig, chunks: list[Pair], out_dir: str, target: str) -> str:
     from ..video.io import read_clip, write_video
     metrics = [_metrics(p) for p in chunks]
+    remove_leftovers(out_dir)  # a join killed halfway left its temporary file (one process joins, at the end)
     counts = [int(m["frames"]) for m in metrics]
     first = chunks[0]
     # the clip's rate, audio and the time of the first frame, as the chunks' runs read them

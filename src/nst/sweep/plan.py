@@ -24,6 +24,7 @@ from ..errors import ConfigError, UserError, first_line
 from ..keys import NOT_RESULT_KEYS
 from ..paths import stem
 from ..runner import checkpoint
+from ..video.io import is_pattern, natural_key
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 VIDEO_OUTPUTS = ("final.mp4", "metrics.json", "config.yaml")
@@ -61,8 +62,8 @@ def expand(key: str, patterns: list[str]) -> list[str]:
     path that does not exist is kept (its pairs fail and say why, the others run)."""
     out: list[str] = []
     for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        if is_pattern(pattern):
+            matches = sorted((p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)), key=natural_key)
             if not matches:
                 raise ConfigError(f"sweep.{key}: '{pattern}' matches no file")
         else:
@@ -89,6 +90,7 @@ def plan(cfg: DictConfig) -> list[Pair]:
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     by_name: dict[str, Pair] = {}
+    joined: dict[str, Pair] = {}  # the folder each chunked clip's chunks are joined into (sweep/join.py)
     chunks = {c: video_chunks(cfg, c) if videos[c] else [({}, "")] for c in videos}
     for content, style in raw:
         key = (os.path.normpath(content), os.path.normpath(style))
@@ -108,6 +110,19 @@ def plan(cfg: DictConfig) -> list[Pair]:
                         videos[content], previous.dir if previous is not None else "")
             pairs.append(pair)
             by_name[name] = pair
+            if chunk_label:  # its chunks are joined into the folder of the pair's name without the chunk label
+                whole = f"{stem(content)}__{stem(style)}" + (f"__{grid_label}" if grid_label else "")
+                other = joined.setdefault(whole, pair)
+                if os.path.normpath(other.content) != os.path.normpath(content):
+                    raise ConfigError(f"sweep: the chunks of {content} + {style} and of {other.content} + "
+                                      f"{other.style} would both be joined into {os.path.join(cfg.output.dir, whole)}"
+                                      f" (same file names; rename one)")
+    for whole, pair in joined.items():
+        if whole in by_name:
+            other = by_name[whole]
+            raise ConfigError(f"sweep: the chunks of {pair.content} + {pair.style} are joined into "
+                              f"{os.path.join(cfg.output.dir, whole)}, which {other.content} + {other.style} "
+                              f"writes too (same file names; rename one)")
     return pairs
 
 
@@ -162,6 +177,9 @@ def grid_settings(cfg: DictConfig) -> list[tuple[dict, str]]:
     for key in grid:
         if key in NOT_GRID_KEYS or key.split(".")[0] in NOT_GRID_KEYS:
             raise ConfigError(f"sweep.grid.{key}: not a setting a grid can vary (it names the pairs or the sweep)")
+        if key == "video.chunk" or (cfg.video.chunk and key in ("video.start", "video.max_frames")):
+            raise ConfigError(f"sweep.grid.{key}: not a setting a grid can vary (video.chunk plans each clip's chunks "
+                              f"from the sweep's video.start, video.max_frames and video.chunk; run one sweep per value)")
         last = key.split(".")[-1]
         labels[key] = last if sum(k.split(".")[-1] == last for k in grid) == 1 else key.replace(".", "-")
     for key, values in grid.items():
@@ -234,6 +252,21 @@ def result_view(container: dict) -> dict:
     return container
 
 
+def made_alike(folder: str, pc: DictConfig) -> bool:
+    """Whether the run in `folder` was made with `pc`'s settings, but for what tells chunks of a clip apart (their
+    frames and folders): a chunk's seam comes only from a previous chunk made like it (not an older sweep's)."""
+    try:
+        stored = OmegaConf.to_container(OmegaConf.load(os.path.join(folder, "config.yaml")), resolve=True)
+    except Exception:
+        return False
+    views = [result_view(c) for c in (stored, OmegaConf.to_container(pc, resolve=True))]
+    for view in views:
+        view.get("output", {}).pop("dir", None)
+        view.get("video", {}).pop("start", None)
+        view.get("video", {}).pop("max_frames", None)
+    return first_difference(*views) is None
+
+
 def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in list(dict.fromkeys([*a, *b])):
@@ -262,7 +295,7 @@ def state(pair: Pair, pc: DictConfig) -> tuple[str, str]:
     if not missing:
         return "complete", "complete"
     if pair.video:
-        if "final.mp4" in missing and os.path.isfile(os.path.join(pair.dir, VIDEO_PROGRESS)):
+        if os.path.isfile(os.path.join(pair.dir, VIDEO_PROGRESS)):  # the written frames are kept, whatever is missing
             return "resumable", f"interrupted earlier, resuming from {VIDEO_PROGRESS}"
     elif "final.png" in missing and os.path.isfile(checkpoint.path_in(pair.dir)):
         return "resumable", f"interrupted earlier, resuming from {checkpoint.FILENAME}"

@@ -139,4 +139,6 @@ class FlowCache:
             return None
         if tuple(flow.shape) != (2, *hw) or tuple(weight.shape) != (1, *hw):
             return None  # another frame size: not this run's
+        if not torch.isfinite(flow).all() or not ((weight == 0) | (weight == 1)).all():
+            return None  # NaN, inf or a weight that is not 0/1: not a flow this program wrote
         return flow, weight

@@ -10,11 +10,17 @@ the stylization size, never by padding.
 
 from __future__ import annotations
 
+import errno
 import glob
+import hashlib
 import os
+import re
+import stat
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from PIL import Image
@@ -31,9 +37,29 @@ class VideoError(ImageError):
     """A video (or folder of frames) is missing, unreadable or unusable: one line, exit status 2."""
 
 
+def is_pattern(path: str) -> bool:
+    """Whether `path` is a glob: it has *, ? or [ and no file or folder has that very name (an existing file is
+    always that file, `photo[1].jpg` included)."""
+    return glob.has_magic(path) and not os.path.lexists(path)
+
+
+def natural_key(path: str) -> list:
+    """Sort key of frame names in numeric order: frame2 before frame10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def frame_files(path: str) -> list[str]:
+    """The image files of a folder, or the files a glob matches, in natural order."""
+    if os.path.isdir(path):
+        files = [os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)]
+    else:
+        files = [p for p in glob.glob(path) if os.path.isfile(p)]
+    return sorted(files, key=natural_key)
+
+
 def is_video(content: str) -> bool:
     """Whether data.content is a clip: a video file (an animated GIF, not a still one), a folder or a glob."""
-    if any(ch in content for ch in "*?["):
+    if is_pattern(content):
         return True
     if os.path.isdir(content):  # a folder of frames (an empty one is an image run's "is a directory" error)
         return any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(content))
@@ -50,11 +76,8 @@ def is_video(content: str) -> bool:
 def count_frames(path: str, start: int = 0, max_frames: int = 0) -> int:
     """How many frames read_clip(path, ..., start, max_frames) gives, without decoding (a file's video packets, a
     folder's images); a VideoError for what read_clip would refuse too."""
-    if any(ch in path for ch in "*?[") or os.path.isdir(path):
-        if os.path.isdir(path):
-            total = sum(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(path))
-        else:
-            total = sum(os.path.isfile(p) for p in glob.glob(path))
+    if is_pattern(path) or os.path.isdir(path):
+        total = len(frame_files(path))
     else:
         import av
         try:
@@ -73,11 +96,52 @@ def frame_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     return max(2, w - w % 2), max(2, h - h % 2)
 
 
+class Frames(Sequence):
+    """A clip's frames at the stylization size, decoded when asked for: memory does not grow with the clip's
+    length. The last KEEP frames asked for are kept; frames asked for in order (the frame loop, the final
+    encode) are decoded once each, by one pass of `decode(t)` (an iterator of frames t, t+1, ... ), restarted
+    only to go back further than what is kept."""
+    KEEP = 16  # more than any video.long_term distance the frame loop looks back (flows t -> t-j)
+
+    def __init__(self, n: int, decode: Callable[[int], Iterator[Image.Image]], first: Image.Image):
+        self.n, self.decode = n, decode
+        self.kept: OrderedDict[int, Image.Image] = OrderedDict([(0, first)])
+        self.position, self.pass_ = 0, None  # the next frame the running pass gives
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            return [self[i] for i in range(*t.indices(self.n))]
+        t = t + self.n if t < 0 else t
+        if not 0 <= t < self.n:
+            raise IndexError(t)
+        if t in self.kept:
+            self.kept.move_to_end(t)
+            return self.kept[t]
+        if self.pass_ is None or t < self.position:
+            self.pass_, self.position = self.decode(t), t
+        for im in self.pass_:
+            self._keep(self.position, im)
+            self.position += 1
+            if self.position > t:
+                return im
+        raise VideoError(f"frame {t + 1} of {self.n} cannot be decoded again (the file changed since it was read)")
+
+    def _keep(self, t: int, im: Image.Image) -> None:
+        self.kept[t] = im
+        self.kept.move_to_end(t)
+        while len(self.kept) > self.KEEP:
+            self.kept.popitem(last=False)
+
+
 @dataclass
 class Clip:
-    """A decoded clip: its frames at the stylization size and what encoding needs to match the input."""
+    """A clip read and checked: its frames at the stylization size (decoded when used) and what encoding needs to
+    match the input."""
     source: str
-    frames: list[Image.Image]  # RGB, `size`
+    frames: Sequence[Image.Image]  # RGB, `size`: a Frames, or any list
     fps: Fraction
     original_size: tuple[int, int]  # (w, h) as displayed (rotation applied)
     start: int  # index of the first frame used in the source
@@ -86,6 +150,7 @@ class Clip:
     variable_rate: bool = False
     rotation: int = 0
     notes: list[str] = field(default_factory=list)
+    digest: str = ""  # of every frame as decoded at `size` (a resume checks it: video/resume.py)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,7 +171,7 @@ def read_clip(path: str, longest: int, start: int = 0, max_frames: int = 0, fps:
     """Frames start .. start+max_frames-1 (max_frames=0: to the end) of a video file, folder or glob of images,
     resized so that the longest side is `longest` (both sides even)."""
     max_pixels = max_pixels or Image.MAX_IMAGE_PIXELS
-    if any(ch in path for ch in "*?[") or os.path.isdir(path):
+    if is_pattern(path) or os.path.isdir(path):
         clip = _read_frames(path, longest, start, max_frames, fps)
     else:
         clip = _read_file(path, longest, start, max_frames, max_pixels)
@@ -118,11 +183,7 @@ def read_clip(path: str, longest: int, start: int = 0, max_frames: int = 0, fps:
 
 
 def _read_frames(path: str, longest: int, start: int, max_frames: int, fps: float) -> Clip:
-    if os.path.isdir(path):
-        files = [os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS)]
-    else:
-        files = [p for p in glob.glob(path) if os.path.isfile(p)]
-    files = sorted(files)
+    files = frame_files(path)
     if not files:
         raise VideoError(f"{path}: no frames (no {', '.join(IMAGE_EXTENSIONS)} files)")
     used = files[start:start + max_frames] if max_frames else files[start:]
@@ -130,21 +191,33 @@ def _read_frames(path: str, longest: int, start: int, max_frames: int, fps: floa
         raise VideoError(f"{path}: video.start={start} is past the last of its {len(files)} frames")
     first = open_rgb(used[0])
     size = frame_size(first.size, longest)
-    frames = []
-    for p in used:
+    digest = hashlib.sha256()
+    resized = None
+    for p in used:  # every frame checked (and digested) now, none kept
         im = open_rgb(p)
         if im.size != first.size:
             raise VideoError(f"{p}: {im.size[0]}x{im.size[1]}, but the first frame is {first.size[0]}x{first.size[1]}"
                              f" (every frame of a folder or glob needs one size)")
-        frames.append(im.resize(size, Image.Resampling.LANCZOS))
-    return Clip(path, frames, Fraction(fps).limit_denominator(1001), first.size, start, start / fps)
+        im = im.resize(size, Image.Resampling.LANCZOS)
+        digest.update(im.tobytes())
+        resized = resized or im
+
+    def decode(t: int) -> Iterator[Image.Image]:
+        return (open_rgb(p).resize(size, Image.Resampling.LANCZOS) for p in used[t:])
+    return Clip(path, Frames(len(used), decode, resized), Fraction(fps).limit_denominator(1001), first.size, start,
+                start / fps, digest=digest.hexdigest()[:16])
 
 
 def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels: int) -> Clip:
     import av
 
-    if not os.path.exists(path):
-        raise VideoError(f"{path}: no such file")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:  # ENOENT, ELOOP (a symbolic link loop), EACCES on a folder above it...
+        why = "no such file" if e.errno == errno.ENOENT else (e.strerror or str(e)).lower()
+        raise VideoError(f"{path}: {why}") from None
+    if not stat.S_ISREG(mode):
+        raise VideoError(f"{path}: not a regular file (a FIFO, socket or device), not a video file")
     if os.path.getsize(path) == 0:
         raise VideoError(f"{path}: empty file (0 bytes)")
     try:
@@ -162,7 +235,8 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = Fraction(rate) if rate else Fraction(25)
         promised = stream.frames  # 0 when the container does not say
-        frames: list[Image.Image] = []
+        first = None
+        digest = hashlib.sha256()
         times: list[float] = []
         decoded = 0
         size = original = None
@@ -172,7 +246,7 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
                 decoded += 1
                 if decoded <= start:
                     continue
-                if max_frames and len(frames) >= max_frames:
+                if max_frames and len(times) >= max_frames:
                     break
                 if frame.width * frame.height > max_pixels:
                     raise VideoError(f"{path}: frames of {frame.width}x{frame.height} are too large to decode safely "
@@ -182,7 +256,9 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
                 if size is None:
                     original = im.size
                     size = frame_size(im.size, longest)
-                frames.append(im.resize(size, Image.Resampling.LANCZOS) if im.size != size else im)
+                im = im.resize(size, Image.Resampling.LANCZOS) if im.size != size else im
+                digest.update(im.tobytes())  # every frame checked (and digested) now, none kept but the first
+                first = first or im
                 times.append(float(frame.time) if frame.time is not None else (decoded - 1) / float(fps))
         except VideoError:
             raise
@@ -191,14 +267,16 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
                              f"{first_line(e, 120)})") from None
         if decoded == 0:
             raise VideoError(f"{path}: no frames could be decoded (zero frames, or corrupt or truncated)")
-        if not frames:
+        if not times:
             raise VideoError(f"{path}: video.start={start} is past the last of its {decoded} frames")
-        if promised and not max_frames and decoded < 0.9 * promised:
+        ended = not (max_frames and len(times) >= max_frames)  # decoded to the end of the file, not cut short
+        if promised and ended and decoded < 0.9 * promised:
             raise VideoError(f"{path}: truncated video (the header promises {promised} frames, {decoded} decode)")
         has_audio = bool(container.streams.audio)
+    frames = Frames(len(times), lambda t: _decode_file(path, start + t, start + len(times), size), first)
     clip = Clip(path, frames, fps, original, start, times[0] - (float(stream.start_time * stream.time_base)
                                                                   if stream.start_time else 0.0),
-                audio=has_audio, rotation=rotation)
+                audio=has_audio, rotation=rotation, digest=digest.hexdigest()[:16])
     steps = np.diff(times) if len(times) > 2 else np.zeros(0)
     if steps.size and (steps.max() - steps.min()) > 0.5 / float(fps):
         clip.variable_rate = True
@@ -209,6 +287,20 @@ def _read_file(path: str, longest: int, start: int, max_frames: int, max_pixels:
     if original and (original[0] % 2 or original[1] % 2):
         clip.notes.append(f"odd frame size {original[0]}x{original[1]}: stylized at {size[0]}x{size[1]}")
     return clip
+
+
+def _decode_file(path: str, begin: int, end: int, size: tuple[int, int]) -> Iterator[Image.Image]:
+    """Frames begin..end-1 of a file read_clip has checked, as it gave them (rotated, at `size`)."""
+    import av
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for k, frame in enumerate(container.decode(stream)):
+            if k >= end:
+                return
+            if k >= begin:
+                im = _rotated(frame.to_image(), int(round(getattr(frame, "rotation", 0) or 0)) % 360)
+                yield im.resize(size, Image.Resampling.LANCZOS) if im.size != size else im
 
 
 def write_video(path: str, frames: Iterable[Image.Image], fps: Fraction, audio_from: Optional[str] = None,

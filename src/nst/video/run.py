@@ -31,14 +31,14 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 from omegaconf import DictConfig
 from PIL import Image
 
 from ..config import layers_of, style_paths, to_yaml
-from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
+from ..errors import Interrupted, OutputError, TrainingError, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
 from ..images import open_rgb, to_tensor
 from ..model import color
@@ -50,10 +50,9 @@ from ..runner.run import build_module, check_memory, check_writable, make_traine
 from ..runner.telemetry import Sink
 from ..runner.tracking import finish, start_run
 from . import flow as flows
-from .io import Clip, read_clip, write_video
+from .io import Clip, VideoError, read_clip, write_video
 from .progress import FrameProgress, StepBar
-
-PROGRESS = "progress.json"
+from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
 
 
 @dataclass
@@ -82,6 +81,8 @@ class VideoJob:
     # target, and it runs video.steps_later steps at one scale.
     seam: Optional[tuple[torch.Tensor, Image.Image]] = None
     _seam_flow: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+    record: Optional[dict] = None  # video/resume.inputs_record, computed once
+    from_seam: bool = False  # a resumed chunk whose first frame came from the previous chunk's (progress.json)
 
     def seam_flow(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow, weight) of the first frame against the previous chunk's last original frame."""
@@ -133,28 +134,16 @@ def prepare_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> Video
     continues from. Writes nothing."""
     v = cfg.video
     clip = read_clip(cfg.data.content, cfg.data.size, v.start, v.max_frames, v.fps)
+    if v.chunk and v.max_frames and len(clip.frames) < v.max_frames:  # a sweep's chunk: its frames were counted
+        raise VideoError(f"{cfg.data.content}: frames {v.start + 1}-{v.start + v.max_frames} were planned, "
+                         f"{len(clip.frames)} decode (the file was truncated or changed since)")
     styles = [open_rgb(p) for p in style_paths(cfg)]
     prepare_inputs(cfg, content=clip.frames[0], styles=styles)  # the size checks of an image run
     job = VideoJob(cfg, clip, styles, extra_config)
-    path = os.path.join(job.dir, PROGRESS)
     if cfg.resume:
-        import json
-        if not os.path.isfile(path):
-            raise ConfigError(f"resume: no {path} to resume (run without resume=true to start this video)")
-        try:
-            with open(path) as f:
-                saved = json.load(f)
-        except Exception as e:
-            raise ConfigError(f"resume: {path} is unreadable ({first_line(e, 120)})") from None
-        if saved.get("identity") != job.identity():
-            raise ConfigError(f"resume: {path} is another video's or another setting's ({saved.get('identity')}); "
-                              f"run without resume=true to start over")
-        done = []
-        for row in saved.get("frames", []):  # frames whose PNG is there, in order
-            if not os.path.isfile(job.frame_path(len(done))):
-                break
-            done.append(row)
-        job.frames_done = done
+        job.frames_done, job.from_seam = frames_to_resume(job)
+    else:
+        warn_replaced(job)
     return job
 
 
@@ -209,6 +198,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
         job.batch = len(jobs)
         _start(job)
         job.run = start_run(job.cfg, job.dir, {**(job.extra_config or {}), "video_frames": job.n})
+    guard.phase = "hold"  # outputs exist from here on: a signal stops after the frame, or after final.mp4
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
                              label) if cfg.trainer.enable_progress_bar else None
     try:
@@ -225,6 +215,10 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
         for job in jobs:
             if not job.error:
                 conclude_video(job)
+        if guard.requested:  # a signal while final.mp4 was written: it was finished first
+            where = jobs[0].dir if len(jobs) == 1 else f"the folders of {len(jobs)} videos"
+            raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the video finished; "
+                                            f"all outputs are in {where}")
     except OutputError as e:
         raise OutputError(f"output.dir: {e}") from None
     finally:
@@ -323,7 +317,7 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
                "steps": int(trainer.global_step), "seconds": round(seconds, 3),
                "optimize_seconds": round(outcome.seconds, 3), "flow_seconds": round(flow_seconds, 3)}
         vj.frames_done.append(row)
-        save_json({"identity": vj.identity(), "frames": vj.frames_done}, os.path.join(vj.dir, PROGRESS))
+        save_progress(vj)
         if vj.run is not None:
             vj.run.log({f"frame/{k}": v for k, v in row.items() if k != "frame"} | {"frame": t + 1},
                        step=offsets[b] + int(trainer.global_step))
@@ -349,29 +343,41 @@ def _interrupted(jobs: list[VideoJob], signum: int) -> Interrupted:
     name = signal_name(signum)
     job = jobs[0]
     where = job.dir if len(jobs) == 1 else f"the folders of {len(jobs)} videos"
+    if job.next == 0:  # nothing to resume: progress.json comes with the first frame
+        return Interrupted(signum, f"interrupted by {name} in frame 1/{job.n}, before any frame was written; run "
+                                   f"the same command again to start over")
     return Interrupted(signum, f"interrupted by {name} at frame {job.next + 1}/{job.n}: the {job.next} frames "
                                f"written and the cached flow stay in {where}; resume with: python train.py "
                                f"--config {os.path.join(job.dir, 'config.yaml')} resume=true")
 
 
-def warping_errors(job: VideoJob, frames: list[Image.Image]) -> list[float]:
-    """The warping error of each frame t >= 2 against frame t-1, along the flow of the original frames."""
-    tensors = [to_tensor(im) for im in frames]
-    out = []
-    for t in range(1, len(frames)):
-        flow, weight = job.flows.get(t, 1)
-        out.append(flows.warping_error(tensors[t], tensors[t - 1], flow, weight))
+def warping_errors(job: VideoJob, frames: Iterable[Image.Image]) -> list[float]:
+    """The warping error of each frame t >= 2 against frame t-1, along the flow of the original frames (a pass
+    over `frames` that holds two of them at a time)."""
+    out, before = [], None
+    for t, im in enumerate(frames):
+        now = to_tensor(im)
+        if before is not None:
+            flow, weight = job.flows.get(t, 1)
+            out.append(flows.warping_error(now, before, flow, weight))
+        before = now
     return out
+
+
+def stylized(job: VideoJob) -> Iterator[Image.Image]:
+    """The written frames, read one at a time: the end of a long clip holds no more of them than its start."""
+    for t in range(job.n):
+        with Image.open(job.frame_path(t)) as im:
+            yield im.convert("RGB")
 
 
 def conclude_video(job: VideoJob) -> None:
     """final.mp4 (with the input's audio), metrics.json and the W&B video and summary, from the written frames."""
     cfg = job.cfg
-    frames = [Image.open(job.frame_path(t)).convert("RGB") for t in range(job.n)]
     clip = job.clip
-    write_video(os.path.join(job.dir, "final.mp4"), frames, clip.fps, clip.source if clip.audio else None,
+    write_video(os.path.join(job.dir, "final.mp4"), stylized(job), clip.fps, clip.source if clip.audio else None,
                 clip.start_time, clip.duration, cfg.video.crf)
-    errors = warping_errors(job, frames)
+    errors = warping_errors(job, stylized(job))
     originals = warping_errors(job, clip.frames)
     rows = job.frames_done
     later = [r["seconds"] for r in rows[1:]]
@@ -392,15 +398,16 @@ def conclude_video(job: VideoJob) -> None:
     }
     if job.seam is not None:  # a chunk's first frame against the previous chunk's last
         flow, weight = job.seam_flow()
-        metrics["seam_warping_error"] = flows.warping_error(to_tensor(frames[0]), job.seam[0], flow, weight)
+        metrics["seam_warping_error"] = flows.warping_error(to_tensor(next(stylized(job))), job.seam[0], flow,
+                                                            weight)
         metrics["seam_warping_error_input"] = flows.warping_error(
             to_tensor(clip.frames[0]), to_tensor(job.seam[1].resize(clip.size, Image.Resampling.LANCZOS)), flow, weight)
     if "temporal_loss" in rows[0]:
         metrics["temporal_loss"] = mean([r["temporal_loss"] for r in rows])
     save_json(_finite(metrics), os.path.join(job.dir, "metrics.json"))
-    job.result = VideoResult(metrics, job.dir)
+    job.result = VideoResult(_finite(metrics), job.dir)
     if job.run is not None:
-        log_video(job.run, job, frames, metrics)
+        log_video(job.run, job, metrics)
 
 
 def _finite(value):
@@ -414,14 +421,14 @@ def _finite(value):
     return value
 
 
-def log_video(run, job: VideoJob, frames: list[Image.Image], metrics: dict) -> None:
+def log_video(run, job: VideoJob, metrics: dict) -> None:
     """The result as a wandb.Video (final.mp4), original | stylized side by side (side_by_side.mp4, written for
     it), and the numbers in the summary. Files, not arrays: wandb encodes arrays with moviepy, not a dependency."""
     import wandb
     from .showcase import side_by_side
 
     both = os.path.join(job.dir, "side_by_side.mp4")
-    write_video(both, [side_by_side(o, s) for o, s in zip(job.clip.frames, frames)], job.clip.fps,
+    write_video(both, (side_by_side(o, s) for o, s in zip(job.clip.frames, stylized(job))), job.clip.fps,
                 crf=job.cfg.video.crf)
     run.log({"video": wandb.Video(os.path.join(job.dir, "final.mp4"), format="mp4"),
              "video_side_by_side": wandb.Video(both, format="mp4", caption="original | stylized")},
@@ -434,8 +441,9 @@ def log_video(run, job: VideoJob, frames: list[Image.Image], metrics: dict) -> N
 def describe(result: VideoResult) -> str:
     m = result.metrics
     we = m["warping_error"]
-    return (f"wrote {result.run_dir}/final.mp4 ({m['size'][1]}x{m['size'][0]}, {m['frames']} frames at "
-            f"{m['fps']:g} fps{', with audio' if m['audio'] else ''}) in {m['seconds']:.1f} s, "
-            f"{m['seconds_per_frame']:.2f} s/frame: warping error {we if we is None else f'{we:.3g}'}, "
+    return (f"wrote {result.run_dir}/final.mp4 ({m['size'][1]}x{m['size'][0]}, {m['frames']} "
+            f"frame{'s' * (m['frames'] != 1)} at {m['fps']:g} fps{', with audio' if m['audio'] else ''}) in "
+            f"{m['seconds']:.1f} s, {m['seconds_per_frame']:.2f} s/frame: warping error "
+            f"{'n/a (one frame)' if we is None else f'{we:.3g}'}, "
             f"style {m['style_loss']:.4g}, content {m['content_loss']:.4g}")
 
