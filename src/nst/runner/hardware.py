@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from ..model.precision import allow_tf32
+from ..model.precision import allow_tf32, set_tf32_settings, tf32_settings
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
@@ -105,3 +105,15 @@ def tune_backends(accelerator: str, cudnn_benchmark: bool = False) -> None:
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = cudnn_benchmark
         allow_tf32()
+
+
+@contextlib.contextmanager
+def backends_restored():
+    """The process's TF32 and cuDNN settings as they were before the block (a run, `stylize()`): a notebook's own
+    float32 products must not stay in TF32 after a run turned it on."""
+    tf32, benchmark = tf32_settings(), torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        set_tf32_settings(tf32)
+        torch.backends.cudnn.benchmark = benchmark

@@ -30,7 +30,7 @@ from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint, memory
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
-from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
+from .hardware import backends_restored, resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
@@ -98,8 +98,14 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
     """Optimize prepared jobs of one size together; each ends with `result` or `error`.
 
     The jobs must differ only in their pictures (images, seed, folder, W&B names): everything else comes from
-    the first one's config. Raises Interrupted (after writing every picture's interrupted.png) on a signal.
+    the first one's config. Raises Interrupted (after writing every picture's interrupted.png) on a signal. The
+    process's backend settings (TF32, cuDNN autotuning) are as before when it returns or raises.
     """
+    with backends_restored():
+        _fit_batch(jobs, guard, label)
+
+
+def _fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str]) -> None:
     cfg = jobs[0].cfg
     check_memory(cfg, jobs)
     L.seed_everything(cfg.seed, verbose=False)
