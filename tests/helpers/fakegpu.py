@@ -69,7 +69,7 @@ class FakeGPU:
             return self.capability
 
         def name(device=None):
-            checked(device)
+            self._log("get_device_name", checked(device))
             return self.name
 
         def mem_get_info(device=None):
@@ -89,7 +89,7 @@ class FakeGPU:
         def synchronize(device=None) -> None:
             self._log("synchronize", device)
 
-        return {"is_available": lambda: True, "device_count": lambda: self.count,
+        return {"is_available": lambda: self.count > 0, "device_count": lambda: self.count,
                 "get_device_capability": capability, "get_device_name": name, "mem_get_info": mem_get_info,
                 "current_device": lambda: self.current, "is_bf16_supported": bf16,
                 "max_memory_allocated": max_memory_allocated, "reset_peak_memory_stats": reset_peak_memory_stats,

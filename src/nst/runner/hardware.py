@@ -22,6 +22,20 @@ def resolve_accelerator(accelerator: str) -> str:
     return accelerator
 
 
+def check_accelerator(accelerator: str, optim_name: str) -> None:
+    """A one-line ConfigError for an accelerator this run cannot use: a GPU asked for where none is visible (naming
+    CUDA_VISIBLE_DEVICES, the usual reason), or Apple's MPS with L-BFGS, whose float64 solves MPS cannot run."""
+    from ..errors import ConfigError
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        shown = "unset" if visible is None else repr(visible)
+        raise ConfigError(f"trainer.accelerator: {accelerator} asked for, but torch sees no CUDA GPU "
+                          f"(CUDA_VISIBLE_DEVICES is {shown}); use trainer.accelerator=auto or cpu")
+    if accelerator == "mps" and optim_name == "lbfgs":
+        raise ConfigError("trainer.accelerator: mps cannot run L-BFGS's float64 solves; use optim.name=adam or "
+                          "trainer.accelerator=cpu")
+
+
 def cpu_has_fast_bf16() -> bool:
     """AVX512-BF16 or AMX: bf16 convolutions run 2-3x faster than float32 there."""
     try:

@@ -22,13 +22,24 @@ import torch
 ACTIVATION_BYTES_PER_PIXEL = {"bf16-mixed": 2000, "16-mixed": 2000, "32-true": 3400}
 VECTOR_PAIR_BYTES_PER_PIXEL = 2 * 3 * 4  # two image-sized float32 vectors (an L-BFGS (s, y) pair, Adam's moments)
 MARGIN = 1.1
-FIXED_BYTES = 300 * 2**20  # VGG19 to conv5_1 in float32 and bf16 (80 + 40 MB), allocator slack, the CUDA context's share
+FIXED_BYTES = 300 * 2**20  # VGG19 to conv5_1 in float32 and bf16 (52 + 26 MB), allocator slack, the CUDA context's share
+# A style image's forward pass without a graph (its Grams, once per scale), per style pixel: the few activations
+# alive at once; it runs before the target's graph exists, so it is a peak of its own, not an addition.
+STYLE_FORWARD_BYTES_PER_PIXEL = {"bf16-mixed": 600, "16-mixed": 600, "32-true": 1000}
 
 
 def bytes_per_picture(pixels: int, precision: str, history: int) -> int:
     """Peak bytes one picture of `pixels` output pixels adds to a batch; `history`: L-BFGS pairs (1 for Adam)."""
     per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(precision, ACTIVATION_BYTES_PER_PIXEL["32-true"])
     return math.ceil(MARGIN * pixels * (per_pixel + history * VECTOR_PAIR_BYTES_PER_PIXEL))
+
+
+def batch_bytes(pictures: int, pixels: int, style_pixels: int, precision: str, history: int) -> int:
+    """Peak bytes of a batch of `pictures` of `pixels` output pixels whose style images have up to `style_pixels`:
+    the fixed part, then the larger of the training passes and one style image's forward (which comes first)."""
+    per_pixel = STYLE_FORWARD_BYTES_PER_PIXEL.get(precision, STYLE_FORWARD_BYTES_PER_PIXEL["32-true"])
+    style = math.ceil(MARGIN * style_pixels * per_pixel)
+    return FIXED_BYTES + max(pictures * bytes_per_picture(pixels, precision, history), style)
 
 
 def history_units(optim_name: str, history: int) -> int:
@@ -38,9 +49,12 @@ def history_units(optim_name: str, history: int) -> int:
 def pictures_that_fit(free_bytes: int, pixels: int, precision: str, history: int, sharing: int = 1,
                       most: int = 16) -> int:
     """How many pictures of this size fit in a batch, in 80% of the free memory divided between the `sharing`
-    processes that use the same GPU; between 1 and `most`."""
-    budget = int(0.8 * free_bytes / max(1, sharing)) - FIXED_BYTES
-    return max(1, min(most, budget // bytes_per_picture(pixels, precision, history)))
+    processes that use the same GPU; between 1 and `most`. The same estimate as a run's own check (batch_bytes; a
+    style image's forward is a peak of its own, which no batch size changes), so a batch chosen here is never
+    refused there with the same free memory."""
+    budget = int(0.8 * free_bytes / max(1, sharing))
+    n = (budget - FIXED_BYTES) // bytes_per_picture(pixels, precision, history)
+    return max(1, min(most, n))
 
 
 def host_memory_bytes() -> Optional[int]:
@@ -64,6 +78,16 @@ def device_memory_bytes(accelerator: str, device_index: int = 0) -> tuple[Option
         free, total = torch.cuda.mem_get_info(device_index)
         return free, f"free on {torch.cuda.get_device_name(device_index)}"
     return host_memory_bytes(), "available on this machine"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch.OutOfMemoryError, or a cuDNN/cuBLAS allocation failure (a RuntimeError that says so)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(s in text for s in (
+        "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+        "CUDA out of memory"))
 
 
 def describe(n: float) -> str:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
+from ..config import layers_of, scale_sizes, steps_per_scale
 from ..images import style_side
 from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
@@ -30,7 +30,8 @@ from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
 from . import checkpoint, memory
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
-from .hardware import backends_restored, resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
+from .hardware import (backends_restored, check_accelerator, resolve_accelerator, resolve_precision,
+                       reuse_freed_memory, tune_backends)
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
@@ -133,9 +134,14 @@ def _fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str]) -> Non
                                         f"all outputs are in {where}")
 
 
+class TooLarge(ConfigError):
+    """A batch the device's free memory cannot hold (check_memory): a sweep runs it in halves, like an OOM."""
+
+
 def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
-    """A ConfigError, before anything is allocated, when the batch would need more memory than its device has free
-    (the machine's, on the CPU); trainer.check_memory=false skips it."""
+    """TooLarge (a ConfigError), before anything is allocated, when the batch would need more memory than its
+    device has free (the machine's, on the CPU); trainer.check_memory=false skips it. The estimate is the one
+    `sweep.batch=auto` fills a GPU with (runner/memory.py batch_bytes)."""
     if not cfg.trainer.check_memory:
         return
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
@@ -146,14 +152,13 @@ def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
         return
     precision = resolve_precision(str(cfg.trainer.precision), accelerator)
     h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
-    style_side_px = style_side(cfg.data.size, cfg.data.style_scale)
-    needed = memory.FIXED_BYTES + len(jobs) * memory.bytes_per_picture(
-        h * w + style_side_px ** 2 // 2, precision, memory.history_units(cfg.optim.name, cfg.optim.history))
+    needed = memory.batch_bytes(len(jobs), h * w, style_side(cfg.data.size, cfg.data.style_scale) ** 2, precision,
+                                memory.history_units(cfg.optim.name, cfg.optim.history))
     if needed > available:
-        raise ConfigError(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
-                          f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
-                          f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
-                          f"anyway)")
+        raise TooLarge(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
+                       f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
+                       f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
+                       f"anyway)")
 
 
 def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) -> StyleTransferModule:
@@ -247,6 +252,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
                  flush_seconds: Optional[float] = FLUSH_SECONDS, extra_sinks: Sequence[Sink] = ()
                  ) -> tuple[L.Trainer, FailureWatch, Optional[WandbSink]]:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    check_accelerator(accelerator, cfg.optim.name)
     tune_backends(accelerator, cfg.trainer.cudnn_benchmark)
     renders = [job.inputs.render for job in jobs]
     watch = FailureWatch(len(jobs))
@@ -311,7 +317,7 @@ class PeriodicCheckpoint(L.Callback):
             return
         if not self.configs_written:
             for job in self.jobs:
-                save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+                save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
             self.configs_written = True
         self.io.in_background = True
         try:
@@ -393,7 +399,7 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
         if outcome.peak_memory_mb is not None:  # the batch's peak, device memory held by tensors (GPU only)
             metrics["peak_memory_mb"] = outcome.peak_memory_mb
         save_png(image, os.path.join(job.dir, "final.png"))
-        save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+        save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))
         if os.path.exists(os.path.join(job.dir, "interrupted.png")):  # a resumed run's: final.png supersedes it
             os.unlink(os.path.join(job.dir, "interrupted.png"))
@@ -418,7 +424,7 @@ def interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer
     messages = []
     for b, job in enumerate(jobs):
         image_path = os.path.join(job.dir, "interrupted.png")
-        save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+        save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
         resume = f"resume with: python train.py --config {os.path.join(job.dir, 'config.yaml')} resume=true"
         if cut_short:  # the optimizer may be half way through a step: its state is not worth keeping
             save_png(job.inputs.render(module.last_good[b:b + 1]), image_path)
