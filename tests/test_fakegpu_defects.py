@@ -211,3 +211,17 @@ def test_the_sweeps_closing_line_is_read_only_from_a_whole_line():
     line = summary_line("s", {"done": 12, "cached": 0, "failed": 0, "todo": 0}, 72.6)
     assert parse_summary_line(f"[rank 0/4] {line} -> out/summary.csv, out/contact_sheet.png\n")["done"] == 12
     assert parse_summary_line(f"a pair's log quoting: {line}\n") is None
+
+
+# ----------------------------------------------------------------------------- video
+
+def test_temporal_targets_go_to_the_objectives_device_even_after_it_moved():
+    """A video frame's module may already be on the GPU when its temporal targets are set: on a `cuda` objective
+    under FakeTensorMode, targets made on the CPU must land on `cuda`."""
+    from nst.model.objective import LossSettings, Objective
+    settings = LossSettings(["conv4_2"], ["conv1_1"], [1.0], 1.0, 1.0, 0.0, True, temporal_weight=10.0)
+    warped, weights = torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8)
+    with fake_tensors():  # without fake_gpu: FakeTensorMode moves to `cuda` only where torch sees no GPU
+        objective = Objective(settings, batch=2).to("cuda")
+        objective.set_temporal(warped, weights)
+        assert objective.temporal_target.device.type == objective.temporal_weights.device.type == "cuda"
