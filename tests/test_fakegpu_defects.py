@@ -132,7 +132,8 @@ def test_the_style_forward_is_a_peak_of_its_own_not_added_to_every_picture():
     four = memory.batch_bytes(4, pixels, style, "bf16-mixed", 20)
     assert four - memory.FIXED_BYTES == 4 * (one - memory.FIXED_BYTES)  # training's peak is the larger here
     alone = memory.batch_bytes(1, 64 * 64, 4096 * 4096, "bf16-mixed", 20)  # a huge style, a tiny picture
-    assert alone - memory.FIXED_BYTES == pytest.approx(memory.MARGIN * 4096 * 4096 * 600, rel=1e-6)
+    per_pixel = memory.STYLE_FORWARD_BYTES_PER_PIXEL["bf16-mixed"]
+    assert alone - memory.FIXED_BYTES == pytest.approx(memory.MARGIN * 4096 * 4096 * per_pixel, rel=1e-6)
 
 
 # ----------------------------------------------------------------------------- devices

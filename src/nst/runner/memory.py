@@ -4,11 +4,14 @@
 Per output pixel of one picture at its largest scale, at the peak of an evaluation (forward + backward through
 VGG19 to conv5_1, with the loss), besides the optimizer's state: about 2 KB in bf16, measured on an H200 at
 512 px with a batch of one (cuDNN's workspaces and the allocator's slack included). Float32 needs 1.7 times the
-bf16 figure: 2.13 against 1.26 KB per pixel for a forward+backward pass at 288x384 on the CPU. The optimizer adds
-image-sized float32 vectors, 24 bytes per pixel for each pair of them: an (s, y) pair per unit of L-BFGS history,
-or Adam's two moments. A tenth more is kept as margin, and the weights come on top. Runs record their peak
-(`peak_memory_mb` in metrics.json, on a GPU) so that the figures can be checked; `make bench-gpu` sets the two
-side by side.
+bf16 figure: on the CPU an evaluation's resident peak is 2,298 against 1,547 B per pixel at 1024 px (1.5x) and
+2,641 against 1,619..2,061 at 512 px (`python -m nst.bench.memory`, docs/sweep.md); an earlier review measured
+2,244 against 1,258 (1.8x). The optimizer adds image-sized float32 vectors, 24 bytes per pixel for each pair of
+them: an (s, y) pair per unit of L-BFGS history, or Adam's two moments. A tenth more is kept as margin, and the
+weights come on top. The style images' forward passes (no graph, once per scale) come before the target's graph
+exists: a peak of their own, 460..682 B per pixel on the CPU with the content's, not added to the training peak.
+Runs record their peak (`peak_memory_mb` in metrics.json, on a GPU) so that the figures can be checked; `make
+bench-gpu` sets the two side by side.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import torch
 ACTIVATION_BYTES_PER_PIXEL = {"bf16-mixed": 2000, "16-mixed": 2000, "32-true": 3400}
 VECTOR_PAIR_BYTES_PER_PIXEL = 2 * 3 * 4  # two image-sized float32 vectors (an L-BFGS (s, y) pair, Adam's moments)
 MARGIN = 1.1
-FIXED_BYTES = 300 * 2**20  # VGG19 to conv5_1 in float32 and bf16 (52 + 26 MB), allocator slack, the CUDA context's share
+# VGG19 to conv5_1 in float32 and bf16 (52 + 26 MB), allocator slack, the CUDA context's share
+FIXED_BYTES = 300 * 2**20
 # A style image's forward pass without a graph (its Grams, once per scale), per style pixel: the few activations
 # alive at once; it runs before the target's graph exists, so it is a peak of its own, not an addition.
-STYLE_FORWARD_BYTES_PER_PIXEL = {"bf16-mixed": 600, "16-mixed": 600, "32-true": 1000}
+STYLE_FORWARD_BYTES_PER_PIXEL = {"bf16-mixed": 600, "16-mixed": 600, "32-true": 700}
 
 
 def bytes_per_picture(pixels: int, precision: str, history: int) -> int:
