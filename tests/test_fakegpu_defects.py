@@ -71,7 +71,7 @@ def test_cudnn_and_cublas_allocation_failures_are_out_of_memory(error):
 def test_a_batch_out_of_cublas_memory_or_refused_by_its_check_is_halved_never_failed(tmp_path, monkeypatch, error):
     """The sweep's batch of two gets a cuBLAS allocation failure (or the run's own memory check refuses it): it
     goes on as two batches of one, and each pair's config.yaml keeps the sweep's device settings."""
-    from nst.runner.run import TooLarge
+    from nst.runner.memory import TooLarge
     from nst.sweep import batch as sweep_batch
     from nst.sweep.claims import Heartbeat
     from nst.sweep.plan import plan
@@ -114,7 +114,7 @@ def _work(cfg, hw):
 def test_sweep_batch_auto_picks_batches_the_runs_own_check_accepts(free_gib, size):
     """The batches the review saw refused (13 at 2048 px on 139 GiB free, 8 at 1024 px and 15 at 768 px on 22)."""
     from nst.images import fit_size, oriented_size
-    from nst.runner.run import check_memory
+    from nst.runner.memory import check_memory
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}",
                              "trainer.accelerator=gpu", "trainer.devices=[0]", "trainer.precision=auto",
                              "sweep.batch=auto"])

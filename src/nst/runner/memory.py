@@ -21,6 +21,11 @@ import os
 from typing import Optional
 
 import torch
+from omegaconf import DictConfig, ListConfig
+
+from ..errors import ConfigError
+from ..images import style_side
+from .hardware import resolve_accelerator, resolve_precision
 
 ACTIVATION_BYTES_PER_PIXEL = {"bf16-mixed": 2000, "16-mixed": 2000, "32-true": 3400}
 VECTOR_PAIR_BYTES_PER_PIXEL = 2 * 3 * 4  # two image-sized float32 vectors (an L-BFGS (s, y) pair, Adam's moments)
@@ -92,6 +97,33 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(s in text for s in (
         "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
         "CUDA out of memory"))
+
+
+class TooLarge(ConfigError):
+    """A batch the device's free memory cannot hold (check_memory): a sweep runs it in halves, like an OOM."""
+
+
+def check_memory(cfg: DictConfig, jobs: list) -> None:
+    """TooLarge (a ConfigError), before anything is allocated (jobs: runner/job.py's, of one size), when the batch would need more memory than its
+    device has free (the machine's, on the CPU); trainer.check_memory=false skips it. The estimate is the one
+    `sweep.batch=auto` fills a GPU with (batch_bytes)."""
+    if not cfg.trainer.check_memory:
+        return
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    devices = cfg.trainer.devices
+    index = int(devices[0]) if isinstance(devices, ListConfig) else 0
+    available, where = device_memory_bytes(accelerator, index)
+    if available is None:
+        return
+    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
+    h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
+    needed = batch_bytes(len(jobs), h * w, style_side(cfg.data.size, cfg.data.style_scale) ** 2, precision,
+                                history_units(cfg.optim.name, cfg.optim.history))
+    if needed > available:
+        raise TooLarge(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
+                       f"{describe(needed)} in {precision}, more than the {describe(available)} "
+                       f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
+                       f"anyway)")
 
 
 def describe(n: float) -> str:

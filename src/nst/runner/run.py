@@ -18,23 +18,23 @@ from typing import Optional, Sequence
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import layers_of, scale_sizes, steps_per_scale
-from ..images import style_side
 from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
-from . import checkpoint, memory
+from . import checkpoint
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import (backends_restored, check_accelerator, resolve_accelerator, resolve_precision,
                        reuse_freed_memory, tune_backends)
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
+from .memory import check_memory
 from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
 
@@ -132,33 +132,6 @@ def _fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str]) -> Non
         where = jobs[0].dir if len(jobs) == 1 else f"the {len(jobs)} pictures' folders"
         raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the run finished; "
                                         f"all outputs are in {where}")
-
-
-class TooLarge(ConfigError):
-    """A batch the device's free memory cannot hold (check_memory): a sweep runs it in halves, like an OOM."""
-
-
-def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
-    """TooLarge (a ConfigError), before anything is allocated, when the batch would need more memory than its
-    device has free (the machine's, on the CPU); trainer.check_memory=false skips it. The estimate is the one
-    `sweep.batch=auto` fills a GPU with (runner/memory.py batch_bytes)."""
-    if not cfg.trainer.check_memory:
-        return
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    devices = cfg.trainer.devices
-    index = int(devices[0]) if isinstance(devices, ListConfig) else 0
-    available, where = memory.device_memory_bytes(accelerator, index)
-    if available is None:
-        return
-    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
-    h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
-    needed = memory.batch_bytes(len(jobs), h * w, style_side(cfg.data.size, cfg.data.style_scale) ** 2, precision,
-                                memory.history_units(cfg.optim.name, cfg.optim.history))
-    if needed > available:
-        raise TooLarge(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
-                       f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
-                       f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
-                       f"anyway)")
 
 
 def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) -> StyleTransferModule:

@@ -32,10 +32,10 @@ from ..errors import UserError, first_line
 from ..files import save_text
 from ..images import fit_size, oriented_size
 from ..runner import checkpoint, memory
-from ..runner.hardware import resolve_precision
+from ..runner.hardware import backends_restored, resolve_precision
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare
-from ..runner.run import TooLarge, fit_batch
+from ..runner.run import fit_batch
 from . import claims
 from .claims import Heartbeat
 from ..video.run import VideoJob, fit_videos, prepare_video
@@ -255,14 +255,14 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
         work.job.started = time.time()
     out_of_memory = refused = False
     try:
-        with SignalGuard() as guard, hidden_launcher_env():
+        with SignalGuard() as guard, hidden_launcher_env(), backends_restored():
             (fit_videos if batch[0].pair.video else fit_batch)([w.job for w in batch], guard, label)
     except Exception as e:
-        if memory.is_out_of_memory(e) or (isinstance(e, TooLarge) and len(batch) > 1):
+        if memory.is_out_of_memory(e) or (isinstance(e, memory.TooLarge) and len(batch) > 1):
             # Out of memory (torch's error, a cuDNN/cuBLAS allocation failure) or refused by the run's own check:
             # nothing is retried in here, since the traceback holds the failed attempt's frames, and with them its
             # activations and optimizer state, until the except block ends.
-            out_of_memory, refused = True, isinstance(e, TooLarge)
+            out_of_memory, refused = True, isinstance(e, memory.TooLarge)
         else:  # output.dir problems, a bug: every unfinished pair of the batch fails, the sweep goes on
             details = traceback.format_exc()
             free_memory()
