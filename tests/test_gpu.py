@@ -24,7 +24,9 @@ def test_a_run_on_the_gpu_is_quiet_and_writes_its_outputs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr == "", proc.stderr  # no Lightning device lines, no Tensor Core hints
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["precision"] == "bf16-mixed" and metrics["loss"] < metrics["initial_loss"]
+    from nst.runner.hardware import gpu_has_native_bf16
+    assert metrics["precision"] == ("bf16-mixed" if gpu_has_native_bf16() else "32-true")  # V100, T4: float32
+    assert metrics["loss"] < metrics["initial_loss"]
     assert metrics["peak_memory_mb"] > 0  # read on the device, before Lightning's teardown
 
 

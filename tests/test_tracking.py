@@ -70,8 +70,9 @@ def wandb_env(tmp_path, **extra) -> dict:
 
 def small(out, *extra, steps=40) -> list[str]:
     return [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=32", "scales.min=0",
-            f"trainer.max_steps={steps}", "model.weights=random", "trainer.precision=32", "logger.mode=offline",
-            "logger.image_every=0", "trainer.enable_progress_bar=false", f"output.dir={out}", *extra]
+            f"trainer.max_steps={steps}", "model.weights=random", "trainer.precision=32", "trainer.accelerator=cpu",
+            "logger.mode=offline", "logger.image_every=0", "trainer.enable_progress_bar=false", f"output.dir={out}",
+            *extra]
 
 
 def train_py(args, env):

@@ -19,7 +19,7 @@ CELL = 48
 
 def tiny(out_dir, *extra: str, contents=CONTENTS, styles=STYLES, mode: str = "offline") -> list[str]:
     return ["--config", os.path.join(ROOT, "configs", "sweep.yaml"), "model.weights=random", "data.size=32",
-            "trainer.max_steps=5", f"logger.mode={mode}", "logger.image_every=0", f"output.dir={out_dir}",
+            "trainer.max_steps=5", "trainer.accelerator=cpu", f"logger.mode={mode}", "logger.image_every=0", f"output.dir={out_dir}",
             f"sweep.cell={CELL}", "sweep.name=test-sweep", f"sweep.contents=[{','.join(contents)}]",
             f"sweep.styles=[{','.join(styles)}]", *extra]
 

@@ -23,9 +23,11 @@ FINAL_OUTPUTS = ("final.png", "metrics.json", "config.yaml", "last.ckpt")
 
 
 def tiny(out, *extra, size=48, steps=3) -> list[str]:
+    """A small run's arguments, on the CPU even where a GPU is visible (make test-gpu runs this suite there): the
+    CPU suite's figures (bit-identical resumes, used.accelerator) are the CPU's. `extra` may say otherwise."""
     return [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}", f"trainer.max_steps={steps}",
             "model.weights=random", "logger.mode=disabled", "trainer.enable_progress_bar=false",
-            "trainer.precision=32", f"output.dir={out}", *extra]
+            "trainer.precision=32", "trainer.accelerator=cpu", f"output.dir={out}", *extra]
 
 
 def popen(args, cwd: str = ROOT, env: dict | None = None, limits: dict[str, int] | None = None):

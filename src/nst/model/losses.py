@@ -1,13 +1,34 @@
 """Loss terms of Gatys et al.: Gram matrices, content, style and total variation, one value per image of a batch.
 
-Losses are float32 with autocast off. The Gram product itself runs in the features' precision when that is
-bfloat16 (float32 accumulation, float32 range; it is half the cost of a VGG pass in float32), and in float32
-for float16 features, whose Grams overflow.
+Losses are float32 with autocast off. Grams are float32 whatever the features' precision: bf16 features are
+multiplied with float32 output where torch has it (`bmm(..., out_dtype=float32)`, CUDA), else in float32 (the CPU);
+a bf16 Gram would round every entry to 3.9e-3, and near convergence the style term training sees would be
+several times the true one. float16 features go to float32 first: their Grams overflow.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def _has_bmm_out_dtype() -> bool:
+    try:  # torch >= 2.8, on CUDA (and the meta device); the CPU has no kernel for it
+        x = torch.empty(1, 1, 1, dtype=torch.bfloat16, device="meta")
+        return torch.bmm(x, x, out_dtype=torch.float32).dtype == torch.float32
+    except (TypeError, RuntimeError):
+        return False
+
+
+_BMM_OUT_DTYPE = _has_bmm_out_dtype()
+
+
+def float32_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (batched) as float32, from bf16 (or float32) inputs, without rounding the result to bf16."""
+    if a.dtype == torch.bfloat16 and _BMM_OUT_DTYPE and a.device.type != "cpu":
+        return torch.bmm(a, b, out_dtype=torch.float32)
+    if a.dtype == torch.bfloat16:
+        a, b = a.float(), b.float()
+    return torch.bmm(a, b)
 
 
 class _GramProduct(torch.autograd.Function):
@@ -16,7 +37,7 @@ class _GramProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, f):
         ctx.save_for_backward(f)
-        return torch.bmm(f.transpose(1, 2), f)
+        return float32_product(f.transpose(1, 2), f)
 
     @staticmethod
     def backward(ctx, grad):

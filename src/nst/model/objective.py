@@ -101,7 +101,7 @@ class Objective(nn.Module):
         """A video frame's temporal targets (Ruder et al. 2016): the earlier stylized frames warped into this one
         [B, J, 3, H, W] (J = 1: the previous frame only) and their per-pixel weights [B, J, 1, H, W] in [0, 1] (0 at
         disocclusions and motion boundaries). [B, 3, H, W] and [B, 1, H, W] mean J = 1. They become buffers, like
-        every other target, so they follow the module to its device."""
+        every other target, on the module's device now (it may already be on the GPU) and after any move."""
         if self.settings.temporal_weight <= 0:
             raise ValueError("Objective: set_temporal needs LossSettings.temporal_weight > 0")
         if warped.dim() == 4:
@@ -109,8 +109,9 @@ class Objective(nn.Module):
         if warped.shape[0] != self.batch or weights.shape[:2] != warped.shape[:2] or weights.shape[2] != 1:
             raise ValueError(f"Objective: temporal targets {tuple(warped.shape)} and weights {tuple(weights.shape)} "
                              f"for a batch of {self.batch}")
-        self._put("temporal_target", warped.float().contiguous())
-        self._put("temporal_weights", weights.float().contiguous())
+        device = self.zero.device
+        self._put("temporal_target", warped.to(device, torch.float32, non_blocking=True).contiguous())
+        self._put("temporal_weights", weights.to(device, torch.float32, non_blocking=True).contiguous())
         self.temporal = True
 
     def forward(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:

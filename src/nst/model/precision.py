@@ -9,7 +9,8 @@ right for the training passes of a 32-true run, and wrong for the optimizer's ow
 products decide which curvature pairs it keeps) and for the final "float32" evaluation that metrics.json
 reports. `allow_tf32()` turns TF32 on for a run; `exact_float32()` turns it off inside a block, and its
 `outer()` puts the run's setting back for a block nested in it (the loss evaluations inside an L-BFGS step).
-On a machine without CUDA both do nothing.
+On a machine without CUDA both do nothing. runner/hardware.py's `backends_restored` puts the process's own
+settings back when a run ends.
 """
 
 from __future__ import annotations
@@ -43,42 +44,53 @@ def current_autocast(device_type: str) -> contextlib.AbstractContextManager:
                           enabled=torch.is_autocast_enabled(device_type))
 
 
-def _new_api() -> bool:
-    """torch >= 2.9 has fp32_precision settings; mixing them with the older allow_tf32 flags is an error there."""
-    return hasattr(torch.backends.cuda.matmul, "fp32_precision")
+# TF32 goes through the legacy API only: torch.set_float32_matmul_precision and torch.backends.cudnn.allow_tf32.
+# torch >= 2.9 also has `fp32_precision` settings, but once one is set the legacy getter raises ("mix of the legacy
+# and new APIs"), and Lightning's CUDAAccelerator.setup_device reads exactly that getter on every Ampere+ GPU. The
+# legacy setters are accepted by every torch from 2.5 on, and on 2.9+ they also reset a new-API setting.
 
 
-def _get() -> tuple:
-    if _new_api():
-        return torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
-    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+def tf32_settings() -> tuple:
+    """The process's TF32 settings, to be put back with `set_tf32_settings`. Where someone set the new API (and the
+    legacy getter refuses), its own values."""
+    try:
+        return "legacy", torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    except RuntimeError:  # torch >= 2.9 after a new-API setting
+        return "new", torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision
 
 
-def _set(state: tuple) -> None:
-    if _new_api():
-        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = state
+def set_tf32_settings(state: tuple) -> None:
+    api, matmul, conv = state
+    if api == "legacy":
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = conv
     else:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = state
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = matmul, conv
+
+
+def _set_tf32(on: bool) -> None:
+    torch.set_float32_matmul_precision("high" if on else "highest")
+    torch.backends.cudnn.allow_tf32 = on
 
 
 def allow_tf32() -> None:
     """TF32 for float32 products and convolutions (the training passes of a 32-true run on a GPU)."""
     if torch.cuda.is_available():
-        _set(("tf32", "tf32") if _new_api() else (True, True))
+        _set_tf32(True)
 
 
 class exact_float32(contextlib.AbstractContextManager):
     """No TF32 inside the block (see the module docstring)."""
 
     def __enter__(self) -> "exact_float32":
-        self.saved = _get() if torch.cuda.is_available() else None
+        self.saved = tf32_settings() if torch.cuda.is_available() else None
         if self.saved is not None:
-            _set(("ieee", "ieee") if _new_api() else (False, False))
+            _set_tf32(False)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.saved is not None:
-            _set(self.saved)
+            set_tf32_settings(self.saved)
 
     @contextlib.contextmanager
     def outer(self) -> Iterator[None]:
@@ -86,9 +98,9 @@ class exact_float32(contextlib.AbstractContextManager):
         if self.saved is None:
             yield
             return
-        inner = _get()
-        _set(self.saved)
+        inner = tf32_settings()
+        set_tf32_settings(self.saved)
         try:
             yield
         finally:
-            _set(inner)
+            set_tf32_settings(inner)

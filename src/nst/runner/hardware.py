@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from ..model.precision import allow_tf32
+from ..model.precision import allow_tf32, set_tf32_settings, tf32_settings
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (glibc's malloc.h)
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
@@ -20,6 +20,20 @@ def resolve_accelerator(accelerator: str) -> str:
     if accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     return accelerator
+
+
+def check_accelerator(accelerator: str, optim_name: str) -> None:
+    """A one-line ConfigError for an accelerator this run cannot use: a GPU asked for where none is visible (naming
+    CUDA_VISIBLE_DEVICES, the usual reason), or Apple's MPS with L-BFGS, whose float64 solves MPS cannot run."""
+    from ..errors import ConfigError
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        shown = "unset" if visible is None else repr(visible)
+        raise ConfigError(f"trainer.accelerator: {accelerator} asked for, but torch sees no CUDA GPU "
+                          f"(CUDA_VISIBLE_DEVICES is {shown}); use trainer.accelerator=auto or cpu")
+    if accelerator == "mps" and optim_name == "lbfgs":
+        raise ConfigError("trainer.accelerator: mps cannot run L-BFGS's float64 solves; use optim.name=adam or "
+                          "trainer.accelerator=cpu")
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -105,3 +119,15 @@ def tune_backends(accelerator: str, cudnn_benchmark: bool = False) -> None:
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         torch.backends.cudnn.benchmark = cudnn_benchmark
         allow_tf32()
+
+
+@contextlib.contextmanager
+def backends_restored():
+    """The process's TF32 and cuDNN settings as they were before the block (a run, `stylize()`): a notebook's own
+    float32 products must not stay in TF32 after a run turned it on."""
+    tf32, benchmark = tf32_settings(), torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        set_tf32_settings(tf32)
+        torch.backends.cudnn.benchmark = benchmark

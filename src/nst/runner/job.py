@@ -4,6 +4,7 @@ in `prepare`, before its output folder exists."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import time
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ..config import INITS, scale_sizes, steps_per_scale, style_paths
+from ..config import INITS, scale_sizes, steps_per_scale, style_paths, to_yaml
 from ..errors import ConfigError, OutputError
 from ..files import save_png
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
@@ -51,6 +52,18 @@ class Job:
     started: float = field(default_factory=time.time)
     error: str = ""  # why it failed
     result: Optional[RunResult] = None
+    # Values config.yaml records instead of the run's own: a sweep pins each pair's device (trainer.accelerator,
+    # trainer.devices), and its config.yaml keeps the sweep's values, so that repeating it works on another machine.
+    written: dict = field(default_factory=dict)
+
+    def config_yaml(self) -> str:
+        """config.yaml: the run's config, with `written`'s values."""
+        cfg = self.cfg
+        if self.written:
+            cfg = copy.deepcopy(cfg)
+            for key, value in self.written.items():
+                OmegaConf.update(cfg, key, value, merge=False)
+        return to_yaml(cfg)
 
     @property
     def dir(self) -> str:

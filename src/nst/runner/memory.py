@@ -4,11 +4,14 @@
 Per output pixel of one picture at its largest scale, at the peak of an evaluation (forward + backward through
 VGG19 to conv5_1, with the loss), besides the optimizer's state: about 2 KB in bf16, measured on an H200 at
 512 px with a batch of one (cuDNN's workspaces and the allocator's slack included). Float32 needs 1.7 times the
-bf16 figure: 2.13 against 1.26 KB per pixel for a forward+backward pass at 288x384 on the CPU. The optimizer adds
-image-sized float32 vectors, 24 bytes per pixel for each pair of them: an (s, y) pair per unit of L-BFGS history,
-or Adam's two moments. A tenth more is kept as margin, and the weights come on top. Runs record their peak
-(`peak_memory_mb` in metrics.json, on a GPU) so that the figures can be checked; `make bench-gpu` sets the two
-side by side.
+bf16 figure: on the CPU an evaluation's resident peak is 2,298 against 1,547 B per pixel at 1024 px (1.5x) and
+2,641 against 1,619..2,061 at 512 px (`python -m nst.bench.memory`, docs/sweep.md); an earlier review measured
+2,244 against 1,258 (1.8x). The optimizer adds image-sized float32 vectors, 24 bytes per pixel for each pair of
+them: an (s, y) pair per unit of L-BFGS history, or Adam's two moments. A tenth more is kept as margin, and the
+weights come on top. The style images' forward passes (no graph, once per scale) come before the target's graph
+exists: a peak of their own, 460..682 B per pixel on the CPU with the content's, not added to the training peak.
+Runs record their peak (`peak_memory_mb` in metrics.json, on a GPU) so that the figures can be checked; `make
+bench-gpu` sets the two side by side.
 """
 
 from __future__ import annotations
@@ -18,17 +21,34 @@ import os
 from typing import Optional
 
 import torch
+from omegaconf import DictConfig, ListConfig
+
+from ..errors import ConfigError
+from ..images import style_side
+from .hardware import resolve_accelerator, resolve_precision
 
 ACTIVATION_BYTES_PER_PIXEL = {"bf16-mixed": 2000, "16-mixed": 2000, "32-true": 3400}
 VECTOR_PAIR_BYTES_PER_PIXEL = 2 * 3 * 4  # two image-sized float32 vectors (an L-BFGS (s, y) pair, Adam's moments)
 MARGIN = 1.1
-FIXED_BYTES = 300 * 2**20  # VGG19 to conv5_1 in float32 and bf16 (80 + 40 MB), allocator slack, the CUDA context's share
+# VGG19 to conv5_1 in float32 and bf16 (52 + 26 MB), allocator slack, the CUDA context's share
+FIXED_BYTES = 300 * 2**20
+# A style image's forward pass without a graph (its Grams, once per scale), per style pixel: the few activations
+# alive at once; it runs before the target's graph exists, so it is a peak of its own, not an addition.
+STYLE_FORWARD_BYTES_PER_PIXEL = {"bf16-mixed": 600, "16-mixed": 600, "32-true": 700}
 
 
 def bytes_per_picture(pixels: int, precision: str, history: int) -> int:
     """Peak bytes one picture of `pixels` output pixels adds to a batch; `history`: L-BFGS pairs (1 for Adam)."""
     per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(precision, ACTIVATION_BYTES_PER_PIXEL["32-true"])
     return math.ceil(MARGIN * pixels * (per_pixel + history * VECTOR_PAIR_BYTES_PER_PIXEL))
+
+
+def batch_bytes(pictures: int, pixels: int, style_pixels: int, precision: str, history: int) -> int:
+    """Peak bytes of a batch of `pictures` of `pixels` output pixels whose style images have up to `style_pixels`:
+    the fixed part, then the larger of the training passes and one style image's forward (which comes first)."""
+    per_pixel = STYLE_FORWARD_BYTES_PER_PIXEL.get(precision, STYLE_FORWARD_BYTES_PER_PIXEL["32-true"])
+    style = math.ceil(MARGIN * style_pixels * per_pixel)
+    return FIXED_BYTES + max(pictures * bytes_per_picture(pixels, precision, history), style)
 
 
 def history_units(optim_name: str, history: int) -> int:
@@ -38,9 +58,12 @@ def history_units(optim_name: str, history: int) -> int:
 def pictures_that_fit(free_bytes: int, pixels: int, precision: str, history: int, sharing: int = 1,
                       most: int = 16) -> int:
     """How many pictures of this size fit in a batch, in 80% of the free memory divided between the `sharing`
-    processes that use the same GPU; between 1 and `most`."""
-    budget = int(0.8 * free_bytes / max(1, sharing)) - FIXED_BYTES
-    return max(1, min(most, budget // bytes_per_picture(pixels, precision, history)))
+    processes that use the same GPU; between 1 and `most`. The same estimate as a run's own check (batch_bytes; a
+    style image's forward is a peak of its own, which no batch size changes), so a batch chosen here is never
+    refused there with the same free memory."""
+    budget = int(0.8 * free_bytes / max(1, sharing))
+    n = (budget - FIXED_BYTES) // bytes_per_picture(pixels, precision, history)
+    return max(1, min(most, n))
 
 
 def host_memory_bytes(proc: str = "/proc", cgroups: str = "/sys/fs/cgroup") -> Optional[int]:
@@ -121,6 +144,43 @@ def device_memory_bytes(accelerator: str, device_index: int = 0) -> tuple[Option
         free, total = torch.cuda.mem_get_info(device_index)
         return free, f"free on {torch.cuda.get_device_name(device_index)}"
     return host_memory_bytes(), "available to this process (MemAvailable, its cgroup limit, ulimit -v)"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch.OutOfMemoryError, or a cuDNN/cuBLAS allocation failure (a RuntimeError that says so)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(s in text for s in (
+        "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
+        "CUDA out of memory"))
+
+
+class TooLarge(ConfigError):
+    """A batch the device's free memory cannot hold (check_memory): a sweep runs it in halves, like an OOM."""
+
+
+def check_memory(cfg: DictConfig, jobs: list) -> None:
+    """TooLarge (a ConfigError), before anything is allocated (jobs: runner/job.py's, of one size), when the batch would need more memory than its
+    device has free (the machine's, on the CPU); trainer.check_memory=false skips it. The estimate is the one
+    `sweep.batch=auto` fills a GPU with (batch_bytes)."""
+    if not cfg.trainer.check_memory:
+        return
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    devices = cfg.trainer.devices
+    index = int(devices[0]) if isinstance(devices, ListConfig) else 0
+    available, where = device_memory_bytes(accelerator, index)
+    if available is None:
+        return
+    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
+    h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
+    needed = batch_bytes(len(jobs), h * w, style_side(cfg.data.size, cfg.data.style_scale) ** 2, precision,
+                                history_units(cfg.optim.name, cfg.optim.history))
+    if needed > available:
+        raise TooLarge(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
+                       f"{describe(needed)} in {precision}, more than the {describe(available)} "
+                       f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
+                       f"anyway)")
 
 
 def describe(n: float) -> str:

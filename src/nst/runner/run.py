@@ -18,22 +18,23 @@ from typing import Optional, Sequence
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
-from ..images import style_side
+from ..config import layers_of, scale_sizes, steps_per_scale
 from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
-from . import checkpoint, memory
+from . import checkpoint
 from .sinks import Convergence, SnapshotSink, WandbSink, progress_sink
-from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
+from .hardware import (backends_restored, check_accelerator, resolve_accelerator, resolve_precision,
+                       reuse_freed_memory, tune_backends)
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
+from .memory import check_memory
 from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
 
@@ -103,8 +104,14 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
     """Optimize prepared jobs of one size together; each ends with `result` or `error`.
 
     The jobs must differ only in their pictures (images, seed, folder, W&B names): everything else comes from
-    the first one's config. Raises Interrupted (after writing every picture's interrupted.png) on a signal.
+    the first one's config. Raises Interrupted (after writing every picture's interrupted.png) on a signal. The
+    process's backend settings (TF32, cuDNN autotuning) are as before when it returns or raises.
     """
+    with backends_restored():
+        _fit_batch(jobs, guard, label)
+
+
+def _fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str]) -> None:
     cfg = jobs[0].cfg
     check_memory(cfg, jobs)
     L.seed_everything(cfg.seed, verbose=False)
@@ -130,29 +137,6 @@ def fit_batch(jobs: list[Job], guard: SignalGuard, label: Optional[str] = None) 
         where = jobs[0].dir if len(jobs) == 1 else f"the {len(jobs)} pictures' folders"
         raise Interrupted(guard.signum, f"interrupted by {signal_name(guard.signum)} after the run finished; "
                                         f"all outputs are in {where}")
-
-
-def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
-    """A ConfigError, before anything is allocated, when the batch would need more memory than its device has free
-    (the machine's, on the CPU); trainer.check_memory=false skips it."""
-    if not cfg.trainer.check_memory:
-        return
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    devices = cfg.trainer.devices
-    index = int(devices[0]) if isinstance(devices, ListConfig) else 0
-    available, where = memory.device_memory_bytes(accelerator, index)
-    if available is None:
-        return
-    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
-    h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
-    style_side_px = style_side(cfg.data.size, cfg.data.style_scale)
-    needed = memory.FIXED_BYTES + len(jobs) * memory.bytes_per_picture(
-        h * w + style_side_px ** 2 // 2, precision, memory.history_units(cfg.optim.name, cfg.optim.history))
-    if needed > available:
-        raise ConfigError(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
-                          f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
-                          f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
-                          f"anyway)")
 
 
 def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) -> StyleTransferModule:
@@ -246,6 +230,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
                  flush_seconds: Optional[float] = FLUSH_SECONDS, extra_sinks: Sequence[Sink] = ()
                  ) -> tuple[L.Trainer, FailureWatch, Optional[WandbSink]]:
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    check_accelerator(accelerator, cfg.optim.name)
     tune_backends(accelerator, cfg.trainer.cudnn_benchmark)
     renders = [job.inputs.render for job in jobs]
     watch = FailureWatch(len(jobs))
@@ -310,7 +295,7 @@ class PeriodicCheckpoint(L.Callback):
             return
         if not self.configs_written:
             for job in self.jobs:
-                save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+                save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
             self.configs_written = True
         with self.io.background():
             trainer.save_checkpoint(checkpoint.path_in(self.jobs[0].dir), weights_only=False)
@@ -387,7 +372,7 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
         if outcome.peak_memory_mb is not None:  # the batch's peak, device memory held by tensors (GPU only)
             metrics["peak_memory_mb"] = outcome.peak_memory_mb
         save_png(image, os.path.join(job.dir, "final.png"))
-        save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+        save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))
         if os.path.exists(os.path.join(job.dir, "interrupted.png")):  # a resumed run's: final.png supersedes it
             os.unlink(os.path.join(job.dir, "interrupted.png"))
@@ -413,7 +398,7 @@ def keep_interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Tr
     messages = []
     for b, job in enumerate(jobs):
         image_path = os.path.join(job.dir, "interrupted.png")
-        save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
+        save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
         resume = f"resume with: python train.py --config {os.path.join(job.dir, 'config.yaml')} resume=true"
         if cut_short:  # the optimizer may be half way through a step: its state is not worth keeping
             save_png(job.inputs.render(module.last_good[b:b + 1]), image_path)

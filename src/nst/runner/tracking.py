@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..keys import NOT_RESULT_KEYS
 
@@ -102,12 +102,20 @@ def used(cfg: DictConfig) -> dict:
 
     from .hardware import describe_device, resolve_accelerator, resolve_precision
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    index = None
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
-        device = torch.cuda.get_device_name(torch.cuda.current_device())
+        # The run's own device (a sweep pins trainer.devices=[i]), not current_device(): W&B runs start in
+        # another thread, whose current device is 0.
+        devices = cfg.trainer.devices
+        index = int(devices[0]) if isinstance(devices, ListConfig) and len(devices) else 0
+        device = torch.cuda.get_device_name(index)
     else:
         device = describe_device() if accelerator == "cpu" else accelerator
-    return {"accelerator": accelerator, "device": device,
-            "precision": resolve_precision(str(cfg.trainer.precision), accelerator)}
+    out = {"accelerator": accelerator, "device": device,
+           "precision": resolve_precision(str(cfg.trainer.precision), accelerator)}
+    if index is not None:
+        out["device_index"] = index
+    return out
 
 
 def new_id() -> str:

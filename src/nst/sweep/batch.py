@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from ..config import scale_sizes
@@ -32,7 +32,7 @@ from ..errors import UserError, first_line
 from ..files import save_text
 from ..images import fit_size, oriented_size
 from ..runner import checkpoint, memory
-from ..runner.hardware import resolve_precision
+from ..runner.hardware import backends_restored, resolve_precision
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare
 from ..runner.run import fit_batch
@@ -40,7 +40,7 @@ from . import claims
 from .claims import Heartbeat
 from ..video.run import VideoJob, fit_videos, prepare_video
 from .plan import Pair, made_alike, pair_config, state
-from .processes import Dist, hidden_launcher_env
+from .processes import Dist, gpu_sharing, hidden_launcher_env
 from .report import ERROR_FILE, Result
 
 # Per-image throughput stops growing from about batch 16: the VGG19 floor on an H200 at 512 px took 2.75 ms for one
@@ -67,6 +67,7 @@ class Work:
     job: Optional[Job | VideoJob] = None
     error: str = ""  # why it failed before its batch ran
     details: str = ""  # the traceback behind `error`, for error.txt
+    written: Optional[dict] = None  # the sweep's own device settings, for the pair's config.yaml (Job.written)
 
 
 def say(d: Dist, text: str) -> None:
@@ -99,8 +100,9 @@ def run_share(cfg: DictConfig, pairs: list[Pair], d: Dist, device: Optional[int]
                 say(d, f"{where}: complete, skipped")
             continue
         pc.resume = status == "resumable"
-        todo.append(Work(pair, where, pc, why, batch_key(pc, pair), own=pair in mine))
-    sharing = -(-d.local_world_size // max(1, torch.cuda.device_count())) if device is not None else 1
+        todo.append(Work(pair, where, pc, why, batch_key(pc, pair), own=pair in mine,
+                         written={k: OmegaConf.select(cfg, k) for k in ("trainer.accelerator", "trainer.devices")}))
+    sharing = gpu_sharing(d) if device is not None else 1
     batches = group(todo, lambda work: batch_limit(cfg, work, device, sharing))
 
     def claimed(k: int):  # batch k, claimed, with its images being read by the helper thread
@@ -192,7 +194,7 @@ def batch_limit(cfg: DictConfig, work: "Work", device: Optional[int], sharing: i
     if device is None:
         return 1
     pc = work.cfg
-    pixels = max(w * h for w, h in work.key.sizes)
+    pixels = max(w * h for w, h in work.key.sizes)  # the same pixels as the run's own check (runner/run.py)
     free, _ = torch.cuda.mem_get_info(device)
     return memory.pictures_that_fit(free, pixels, resolve_precision(str(pc.trainer.precision), "gpu"),
                                     memory.history_units(pc.optim.name, pc.optim.history), sharing, MAX_AUTO_BATCH)
@@ -229,6 +231,8 @@ def prepare_batch(batch: list[Work], d: Dist) -> list[Work]:
                 say(d, f"{work.where}: cannot resume ({first_line(e)}); starting over")
                 work.cfg.resume = False
                 work.job = make(work.cfg, pair_extra(work))
+            if isinstance(work.job, Job):
+                work.job.written = dict(work.written or {})
         except Exception as e:
             work.error, work.details = first_line(e, typed=True), traceback.format_exc()
     return batch
@@ -256,26 +260,30 @@ def run_batch(batch: list[Work], d: Dist, label: Optional[str]) -> list[Result]:
             if os.path.isfile(os.path.join(work.pair.dir, stale)):
                 os.unlink(os.path.join(work.pair.dir, stale))
         work.job.started = time.time()
-    out_of_memory = False
+    out_of_memory = refused = False
     try:
-        with SignalGuard() as guard, hidden_launcher_env():
+        with SignalGuard() as guard, hidden_launcher_env(), backends_restored():
             (fit_videos if batch[0].pair.video else fit_batch)([w.job for w in batch], guard, label)
-    except torch.OutOfMemoryError:
-        # Nothing is retried in here: the traceback holds the failed attempt's frames, and with them its
-        # activations and optimizer state, until the except block ends.
-        out_of_memory = True
-    except Exception as e:  # output.dir problems, a bug: every unfinished pair of the batch fails, the sweep goes on
-        details = traceback.format_exc()
-        free_memory()
-        # A pair whose final.png and metrics.json were written before the failure (last.ckpt on a full disk) is done.
-        return [finished(d, w, but=first_line(e, typed=True)) if w.job.result is not None
-                else failed(d, w, first_line(e, typed=True), details) for w in batch]
+    except Exception as e:
+        if memory.is_out_of_memory(e) or (isinstance(e, memory.TooLarge) and len(batch) > 1):
+            # Out of memory (torch's error, a cuDNN/cuBLAS allocation failure) or refused by the run's own check:
+            # nothing is retried in here, since the traceback holds the failed attempt's frames, and with them its
+            # activations and optimizer state, until the except block ends.
+            out_of_memory, refused = True, isinstance(e, memory.TooLarge)
+        else:  # output.dir problems, a bug: every unfinished pair of the batch fails, the sweep goes on
+            details = traceback.format_exc()
+            free_memory()
+            # A pair whose final.png and metrics.json were written before the failure (last.ckpt on a full disk)
+            # is done.
+            return [finished(d, w, but=first_line(e, typed=True)) if w.job.result is not None
+                    else failed(d, w, first_line(e, typed=True), details) for w in batch]
     if out_of_memory:
         free_memory()
         if len(batch) == 1:
             return [failed(d, batch[0], "out of GPU memory (lower data.size, or optim.history)")]
         half = len(batch) // 2
-        say(d, f"out of GPU memory with {len(batch)} pairs in a batch: going on with {half} and {len(batch) - half}")
+        why = "more memory than is free" if refused else "out of GPU memory"
+        say(d, f"{why} with {len(batch)} pairs in a batch: going on with {half} and {len(batch) - half}")
         for work in batch:
             work.job = again(work)
         return run_batch(batch[:half], d, label) + run_batch(batch[half:], d, label)
@@ -327,7 +335,7 @@ def again(work: Work) -> Job | VideoJob:
         cfg.resume = bool(job.frames_done) or bool(cfg.resume)
         return VideoJob(cfg, job.clip, job.styles, job.extra_config, frames_done=list(job.frames_done),
                         started=job.started, seam=job.seam)
-    return Job(work.cfg, job.extra_config, job.inputs, job.resume_step)
+    return Job(work.cfg, job.extra_config, job.inputs, job.resume_step, written=job.written)
 
 
 def finished(d: Dist, work: Work, but: str = "") -> Result:

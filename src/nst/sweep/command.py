@@ -90,8 +90,11 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m nst.sweep") ->
         return status
 
 
-SUMMARY_LINE = re.compile(r"sweep '(?P<name>.*)': (?P<done>\d+) done, (?P<cached>\d+) already complete, "
-                          r"(?P<failed>\d+) failed, (?P<todo>\d+) not computed, in (?P<seconds>[\d.]+) s")
+# A whole line (a rank's prefix, then the line, then where the summary went): a pair's own output that happens to
+# contain the words cannot pass for it.
+SUMMARY_LINE = re.compile(r"^(?:\[rank \d+/\d+\] )?sweep '(?P<name>[^\n]*?)': (?P<done>\d+) done, "
+                          r"(?P<cached>\d+) already complete, (?P<failed>\d+) failed, (?P<todo>\d+) not computed, "
+                          r"in (?P<seconds>\d+(?:\.\d+)?) s(?: -> [^\n]*)?$", re.MULTILINE)
 
 
 def summary_line(name: str, counts: dict[str, int], seconds: float) -> str:

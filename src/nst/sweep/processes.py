@@ -125,6 +125,17 @@ def pick_device(cfg: DictConfig, d: Dist) -> Optional[int]:
     return index
 
 
+def gpu_sharing(d: Dist, env: Optional[dict] = None) -> int:
+    """How many processes of this node use this process's GPU. Under SLURM each task may see only its own GPU
+    (--gpus-per-task, a cgroup): SLURM_GPUS_ON_NODE, the node's GPUs, then counts, not the GPUs visible here."""
+    env = os.environ if env is None else env
+    gpus = torch.cuda.device_count()
+    on_node = env.get("SLURM_GPUS_ON_NODE", "")
+    if d.launcher == "slurm" and on_node.isdigit() and int(on_node) > 0:
+        gpus = int(on_node)
+    return -(-d.local_world_size // max(1, gpus))
+
+
 def die_with_launcher(d: Dist) -> bool:
     """A torchrun worker gets SIGUSR1 when torchrun dies (killed, or its node lost), so it checkpoints its pairs and
     exits instead of running on unnoticed: torchrun starts workers in sessions of their own, out of reach of

@@ -43,7 +43,7 @@ from ..files import remove_leftovers, save_json, save_png, save_text
 from ..images import open_rgb, to_tensor
 from ..model import color
 from ..model.vgg import layer_index, load_vgg19
-from ..runner.hardware import resolve_accelerator, resolve_precision, reuse_freed_memory
+from ..runner.hardware import backends_restored, resolve_accelerator, resolve_precision, reuse_freed_memory
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare_inputs
 from ..runner.run import build_module, check_memory, check_writable, make_trainer, quiet_lightning, steps_loader
@@ -121,7 +121,7 @@ def run_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> VideoResu
     """Stylize the clip of data.content as `cfg` says: frames/, final.mp4, metrics.json, config.yaml in output.dir.
     Bad input is one UserError before output.dir exists; a signal stops after the current frame's step and keeps
     every written frame (resume=true continues)."""
-    with SignalGuard() as guard:
+    with SignalGuard() as guard, backends_restored():  # the process's TF32/cuDNN settings come back
         job = prepare_video(cfg, extra_config)
         fit_videos([job], guard)
     if job.error:
