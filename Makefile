@@ -9,7 +9,7 @@ NPROC  ?= 2
 # The lowest versions pyproject.toml allows, for make test-min
 MIN_PINS := torch==2.5.0 torchvision==0.20.0 lightning==2.6.0 wandb==0.19.10 pillow==10.1.0 omegaconf==2.3.0
 
-.PHONY: help setup run test test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples video bench-video
+.PHONY: help setup run test docs-check test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples video bench-video
 
 # GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
 # one, else python3 with src/ on the path.
@@ -34,6 +34,9 @@ run: $(STAMP)  ## stylize: make run CONFIG=configs/starry.yaml ARGS="data.size=2
 
 test: $(STAMP)  ## the default test suite, on every core (pytest-xdist): about 1.5 min on 2 cores (docs/benchmarks.md)
 	$(PY) -m pytest -q -n auto $(ARGS)
+
+docs-check: $(STAMP)  ## every command in README.md, run as written at a tiny size (also part of make test-slow)
+	$(PY) -m pytest -q -m slow tests/test_readme_commands.py $(ARGS)
 
 test-min:  ## the fast suite against the lowest declared versions, in a second venv (.venv-min)
 	test -x .venv-min/bin/python || $(PYTHON) -m venv .venv-min

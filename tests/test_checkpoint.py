@@ -84,9 +84,11 @@ def test_resume_problems_are_one_line_errors_before_anything_is_written(tmp_path
     assert sorted(os.listdir(out)) == before
 
     (out / "final.png").unlink()  # now it looks like an unfinished run: starting over says what it replaces
-    with pytest.warns(UserWarning, match="from an earlier run and will be replaced; add resume=true"):
-        code, err = cli(capsys, tiny(out, *ADAM, steps=25))
+    code, err = cli(capsys, tiny(out, *ADAM, steps=25))
     assert code == 0, err
+    assert f"{out}: replacing metrics.json, last.ckpt of an earlier run (resume=true continues" in err
+    code, err = cli(capsys, tiny(out, *ADAM, steps=25))  # and a finished one
+    assert code == 0 and f"{out}: replacing final.png, metrics.json, last.ckpt of an earlier run" in err, err
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):

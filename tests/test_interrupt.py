@@ -21,8 +21,7 @@ def interrupt_after(out, sig, after_step: int, extra=()) -> subprocess.Completed
     """Start a run that saves every step, send `sig` once step_<after_step>.png exists."""
     p = popen(tiny(out, *ADAM, "output.save_every=1", *extra, steps=ADAM_STEPS))
     marker = os.path.join(out, f"step_{after_step:05d}.png")
-    deadline = time.time() + 240
-    while not os.path.exists(marker) and p.poll() is None and time.time() < deadline:
+    while not os.path.exists(marker) and p.poll() is None:  # an event, however slow the machine
         time.sleep(0.01)
     p.send_signal(sig)
     stdout, stderr = p.communicate(timeout=120)
@@ -92,8 +91,7 @@ def test_a_run_killed_outright_resumes_from_its_last_periodic_checkpoint(tmp_pat
     p = popen(tiny(out, "output.checkpoint_every=10", "output.save_every=1", "optim.name=adam", "optim.lr=0.02",
                    steps=60))
     marker = out / "step_00030.png"
-    deadline = time.time() + 240
-    while not marker.exists() and p.poll() is None and time.time() < deadline:
+    while not marker.exists() and p.poll() is None:
         time.sleep(0.01)
     p.send_signal(signal.SIGKILL)
     p.communicate(timeout=60)
@@ -109,8 +107,7 @@ def test_sighup_is_a_stop_like_sigterm(tmp_path):
     """A closed terminal or a lost SSH session: the image and a checkpoint are kept, exit status 128 + 1."""
     out = tmp_path / "run"
     p = popen(tiny(out, "output.save_every=1", "output.checkpoint_every=0", steps=100_000))
-    deadline = time.time() + 240
-    while not (out / "step_00002.png").exists() and p.poll() is None and time.time() < deadline:
+    while not (out / "step_00002.png").exists() and p.poll() is None:
         time.sleep(0.01)
     p.send_signal(signal.SIGHUP)
     _, err = p.communicate(timeout=120)

@@ -17,7 +17,7 @@ def test_installed_nst_commands_work_outside_the_checkout(tmp_path):
     if int(setuptools.__version__.split(".")[0]) < 77:
         pytest.skip("building the wheel offline needs setuptools>=77 in this environment")
     tree = tmp_path / "tree"  # a copy: building leaves build/ and *.egg-info behind
-    for name in ("src", "assets", "pyproject.toml", "README.md", "LICENSE"):
+    for name in ("src", "assets", "configs", "pyproject.toml", "README.md", "LICENSE"):
         (shutil.copytree if os.path.isdir(os.path.join(ROOT, name)) else shutil.copy)(
             os.path.join(ROOT, name), tree / name)
     clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of the checkout on the path
@@ -47,6 +47,10 @@ def test_installed_nst_commands_work_outside_the_checkout(tmp_path):
     assert proc.returncode == 0 and "sweep.contents" in proc.stdout, proc.stderr
     proc = run(venv / "bin" / "nst", "--print-config")
     assert proc.returncode == 0 and str(venv) in proc.stdout and "tubingen.jpg" in proc.stdout, proc.stderr
+    proc = run(venv / "bin" / "nst", "--list-configs")  # the example configs come with the wheel
+    assert proc.returncode == 0 and "starry" in proc.stdout and "video" in proc.stdout, proc.stderr
+    proc = run(venv / "bin" / "nst", "--config", "starry", "--print-config")
+    assert proc.returncode == 0 and "starry_night.jpg" in proc.stdout and str(venv) in proc.stdout, proc.stderr
     proc = run(venv / "bin" / "python", "-c", "import nst; print(nst.__file__)")
     assert proc.stdout.startswith(str(venv)), proc.stdout  # not the checkout's
     # the default content and style are the shipped showcase images

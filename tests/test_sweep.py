@@ -91,8 +91,7 @@ def test_failing_pair_reported_changed_settings_redone_interrupted_pair_resumed(
     more = [*args, "trainer.max_steps=30", "output.save_every=1"]
     proc = start(tmp_path, *more)
     first_step = out / "tubingen__starry_night" / "step_00001.png"
-    deadline = time.time() + 120
-    while not first_step.exists() and proc.poll() is None and time.time() < deadline:
+    while not first_step.exists() and proc.poll() is None:  # an event, however slow the machine
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     log = proc.communicate(timeout=120)[0]
@@ -287,7 +286,8 @@ def test_a_full_disk_keeps_finished_pairs_done_and_a_summary_it_cannot_write_is_
 
 def test_ctrl_c_during_the_imports_is_one_line_exit_130(tmp_path):
     """SIGINT while torch is being imported (seconds, before any handler of ours): no KeyboardInterrupt traceback.
-    A sitecustomize on PYTHONPATH sends it at the first import of torch, whatever the machine's speed."""
+    A sitecustomize on PYTHONPATH sends it at the first import of torch, whatever the machine's speed: to the
+    importing thread itself (raise_signal: os.kill sends it to the process, whose kernel may hand it to any thread)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
@@ -296,7 +296,7 @@ def test_ctrl_c_during_the_imports_is_one_line_exit_130(tmp_path):
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'torch':\n"
         "            sys.meta_path.remove(self)\n"
-        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            signal.raise_signal(signal.SIGINT)\n"
         "        return None\n"
         "sys.meta_path.insert(0, Ctrl_C())\n")
     env = env_for(tmp_path, PYTHONPATH=os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))

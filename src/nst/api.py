@@ -19,8 +19,6 @@ def stylize(content: str, style: str | list[str], config: str | None = None, **o
     The overrides are Python values merged as a config layer (None is null, lists stay lists), not strings.
     """
     base: dict[str, Any] = {"data": {"content": content, "style": style}, "logger": {"mode": "disabled"}}
-    if "output__dir" not in overrides:
-        base["output"] = {"dir": tempfile.mkdtemp(prefix="nst-")}
     for key, value in overrides.items():
         *sections, last = key.split("__")
         node = base
@@ -28,4 +26,8 @@ def stylize(content: str, style: str | list[str], config: str | None = None, **o
             node = node.setdefault(section, {})
         node[last] = value
     quiet_device_lines()
-    return run(load_config(config, base=base)).image
+    if "output__dir" in overrides:
+        return run(load_config(config, base=base)).image
+    with tempfile.TemporaryDirectory(prefix="nst-") as folder:  # the outputs are not asked for: nothing stays
+        base.setdefault("output", {})["dir"] = folder
+        return run(load_config(config, base=base)).image

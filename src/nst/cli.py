@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-from .commandline import exit_now, parse
+from .commandline import SWEEP_DESCRIPTION, SWEEP_EPILOG, exit_now, parse
 from .errors import ConfigError, exit_line
 
 
@@ -52,6 +52,8 @@ def main(argv: list[str], prog: str = "train.py") -> int:
 def entry() -> NoReturn:
     """The `nst` command and `python -m nst`: train.py's command line; `nst sweep ...` is `nst-sweep ...`."""
     argv = sys.argv[1:]
+    if argv[:1] == ["sweep"] and any(a in ("-h", "--help", "--list-configs") for a in argv):
+        parse(argv[1:], "nst sweep", SWEEP_DESCRIPTION, SWEEP_EPILOG)  # answers without importing torch
     if argv[:1] == ["sweep"]:
         from .sweep.command import main as sweep_main
         exit_now(sweep_main(argv[1:], prog="nst sweep"))

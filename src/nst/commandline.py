@@ -11,34 +11,28 @@ from typing import NoReturn
 
 
 def parse(argv: list[str], prog: str, description: str, epilog: str) -> argparse.Namespace:
-    """--config FILE and key=value overrides; --key=value and --key value are the same overrides (what a W&B
-    sweep agent passes). --help lists every config key with its default; --print-config asks for the resolved
-    config instead of a run."""
-    if any(a in ("-h", "--help") for a in argv):  # the schema imports torch: only when the list is shown
-        epilog = f"{epilog}\n\nconfig keys and their defaults:\n{config_keys()}"
+    """--config FILE (or the name of an example config) and key=value overrides; --key=value and --key value are
+    the same overrides (what a W&B sweep agent passes). --help lists every config key with its default and
+    meaning; --list-configs the example configs; --print-config asks for the resolved config instead of a run.
+    Torch-free: the help answers at once."""
+    if any(a in ("-h", "--help") for a in argv):
+        from .helptext import key_lines
+        epilog = f"{epilog}\n\nconfig keys, their defaults and meanings:\n{key_lines()}"
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", "-c", help="YAML config file (defaults: the keys below)")
+    parser.add_argument("--config", "-c", help="YAML config file, or the name of an example config: "
+                                               "starry, large, color, video, ... (--list-configs)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config (file, then overrides) as YAML and exit")
+    parser.add_argument("--list-configs", action="store_true",
+                        help="list the example configs that come with nst (--config NAME) and exit")
     parser.add_argument("overrides", nargs="*", help="key=value overrides (or --key=value, --key value)")
-    return parser.parse_args(as_overrides(argv, parser))
-
-
-def config_keys() -> str:
-    """`  key  default` for every key of the schema, one a line."""
-    from omegaconf import OmegaConf
-
-    from .config import Config
-
-    def lines(node: dict, prefix: str = ""):
-        for key, value in node.items():
-            if isinstance(value, dict) and value:
-                yield from lines(value, f"{prefix}{key}.")
-            else:
-                shown = OmegaConf.to_yaml({"v": value}).strip()[3:].strip() if value is not None else "null"
-                yield f"  {prefix}{key:<{max(1, 30 - len(prefix))}} {shown}"
-    return "\n".join(lines(OmegaConf.to_container(OmegaConf.structured(Config))))
+    args = parser.parse_args(as_overrides(argv, parser))
+    if args.list_configs:
+        from .paths import config_list
+        print(config_list())
+        parser.exit(0)
+    return args
 
 
 def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
@@ -47,7 +41,7 @@ def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         name = arg[2:].split("=", 1)[0]
-        if not arg.startswith("--") or name in ("config", "help", "print-config") or not name:
+        if not arg.startswith("--") or name in ("config", "help", "print-config", "list-configs") or not name:
             out.append(arg)
         elif "=" in arg:
             out.append(arg[2:])
@@ -58,6 +52,11 @@ def as_overrides(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
             parser.error(f"{arg} needs a value (--{name}=VALUE or --{name} VALUE)")
         i += 1
     return out
+
+
+SWEEP_DESCRIPTION = "Style transfer for many content/style pairs (an example: --config sweep)."
+SWEEP_EPILOG = ("Launch with torchrun --nproc_per_node=N (one process per GPU) or srun; overrides are key=value pairs of "
+                "the config schema, e.g. data.size=256 'sweep.styles=[assets/the_scream.jpg]'.")
 
 
 def exit_now(code: int) -> NoReturn:

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError, first_line
-from .model.vgg import LAYERS, NAMED_SOURCES, looks_like_path
-from .paths import resolve_inputs
+from .model.layers import LAYERS, NAMED_SOURCES, looks_like_path
+from .paths import named_config, resolve_inputs
 
 PRESETS = {
     # Gatys et al. 2015, Figure 2: content at conv4_2, style at conv1_1..conv5_1 with equal weights.
@@ -41,8 +41,8 @@ MIN_FPS, MAX_FPS = 0.01, 1000.0  # video.fps: what an H.264 stream's time base c
 
 @dataclass
 class DataConfig:
-    content: str = "assets/tubingen.jpg"
-    style: Any = "assets/starry_night.jpg"  # a path or a list of paths
+    content: str = "assets/tubingen.jpg"  # the photograph (or a video, a folder or a glob of frames)
+    style: Any = "assets/starry_night.jpg"  # the painting: a path or a list of paths
     style_weights: Optional[List[float]] = None  # blend weights, one per style (default: equal)
     size: int = 384  # longest side of the output in pixels
     style_scale: float = 1.0  # style image's longest side relative to the output's
@@ -52,17 +52,17 @@ class DataConfig:
 class ModelConfig:
     weights: str = "caffe"  # caffe | torchvision | random | path to a .pth state dict
     preset: str = "paper"  # paper | seed: the layer choice when the lists below are not given
-    content_layers: Optional[List[str]] = None
-    style_layers: Optional[List[str]] = None
+    content_layers: Optional[List[str]] = None  # e.g. [conv4_2] (default: the preset's)
+    style_layers: Optional[List[str]] = None  # e.g. [conv1_1, conv2_1] (default: the preset's)
     style_layer_weights: Optional[List[float]] = None  # one per style layer (default: equal, summing to 1)
     pooling: str = "max"  # max | avg
 
 
 @dataclass
 class LossConfig:
-    content_weight: float = 1.0
-    style_weight: float = 30.0
-    tv_weight: float = 0.0
+    content_weight: float = 1.0  # weight of the content loss
+    style_weight: float = 30.0  # weight of the style loss: more style weight, more painting
+    tv_weight: float = 0.0  # weight of the total-variation loss (smoothness; 0: off)
     # Divide each layer's loss by its target's magnitude, so one set of weights fits every layer, image size
     # and weight source (caffe features are ~100x larger than torchvision's).
     normalize: bool = True
@@ -97,16 +97,16 @@ class ColorConfig:
 class TrainerConfig:
     """The training loop: max_steps, accelerator, devices, precision and deterministic are passed to
     lightning.Trainer; the others are this program's."""
-    max_steps: int = 150  # in all scales together
-    accelerator: str = "auto"
+    max_steps: int = 150  # optimization steps, all scales together
+    accelerator: str = "auto"  # auto | cpu | gpu (passed to lightning.Trainer)
     devices: Any = 1  # one run is one device: 1 (or auto, or [index]); several GPUs take a sweep, one process each
     precision: str = "auto"  # auto: bf16-mixed where the hardware is fast at it, else 32
     enable_progress_bar: bool = True  # a bar on a terminal, ten plain lines in a log (our display, not Lightning's)
-    deterministic: bool = False
+    deterministic: bool = False  # deterministic algorithms only (docs/reliability.md: reproducibility)
     # stop when the loss (at the last scale) has fallen by less than this fraction over the last `patience`
     # steps; 0: always run max_steps. metrics.json says why a run stopped.
     tolerance: float = 0.0
-    patience: int = 10
+    patience: int = 10  # steps over which trainer.tolerance is measured
     # cuDNN autotuning tries every algorithm for each new shape: seconds per scale and per style image size, more
     # than it saves in a run of a few hundred steps (docs/benchmarks.md). Only used on GPUs.
     cudnn_benchmark: bool = False
@@ -117,7 +117,7 @@ class TrainerConfig:
 
 @dataclass
 class OutputConfig:
-    dir: str = "outputs/run"
+    dir: str = "outputs/run"  # where the run writes final.png, config.yaml, metrics.json, last.ckpt
     save_every: int = 0  # write step_NNNNN.png every N steps (0: only final.png)
     checkpoint: bool = True  # also write last.ckpt at the end (an interrupted run always writes it)
     # last.ckpt every N steps as well (0: never), so that a run killed outright loses at most N steps
@@ -129,10 +129,10 @@ class LoggerConfig:
     mode: str = "auto"  # auto (online with W&B credentials, else offline) | online | offline | disabled
     project: Optional[str] = None  # default: WANDB_PROJECT, else neural-style
     entity: Optional[str] = None  # default: WANDB_ENTITY, else the W&B key's default entity
-    group: Optional[str] = None
-    job_type: str = "single"
-    tags: List[str] = field(default_factory=list)
-    name: Optional[str] = None
+    group: Optional[str] = None  # W&B group, to compare runs together (a sweep sets it)
+    job_type: str = "single"  # W&B job type (a sweep's pairs: pair)
+    tags: List[str] = field(default_factory=list)  # W&B tags
+    name: Optional[str] = None  # W&B run name (default: W&B's)
     notes: Optional[str] = None  # the run's description in W&B
     log_checkpoint: bool = False  # also log last.ckpt as a versioned W&B artifact (type model)
     log_every: int = 1  # steps between loss logs
@@ -143,7 +143,7 @@ class LoggerConfig:
 class SweepConfig:
     """Many content/style pairs in one command (python -m nst.sweep). Empty lists: not a sweep."""
     contents: List[str] = field(default_factory=list)  # paths or globs; the sweep is contents x styles
-    styles: List[str] = field(default_factory=list)
+    styles: List[str] = field(default_factory=list)  # style paths or globs
     pairs: List[Any] = field(default_factory=list)  # or explicit [content, style] pairs (instead of the above)
     name: Optional[str] = None  # W&B group of the pairs' runs (default: logger.group, else output.dir's name)
     cell: int = 256  # contact sheet: side of one square cell in pixels
@@ -188,7 +188,7 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
     init: str = "content"  # content | noise | style | path to an image
-    seed: int = 0
+    seed: int = 0  # seeds noise init and random weights (docs/reliability.md: reproducibility)
     # true: continue from output.dir/last.ckpt; force: even with other images or objective settings than the
     # checkpoint's (docs/reliability.md)
     resume: Any = False
@@ -216,7 +216,9 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     try:
         if path is not None:
             if not os.path.isfile(path):
-                raise ConfigError(f"config file not found: {path}")
+                path = named_config(path) or path
+            if not os.path.isfile(path):
+                raise ConfigError(f"config file not found: {path} (nst --list-configs: the example configs)")
             with open(path) as f:
                 top = yaml.safe_load(f)
             if top is not None and not isinstance(top, dict):  # OmegaConf reads a bare string as a key

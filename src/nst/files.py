@@ -81,3 +81,15 @@ def remove_leftovers(folder: str) -> list[str]:
             except OSError:
                 pass
     return removed
+
+
+def say_replaced(folder: str, names: tuple[str, ...]) -> list[str]:
+    """Before a fresh run (not a resume) writes into `folder`: one line on stderr naming the outputs of an earlier
+    run there that it replaces (names may be globs: step_*.png), so that a rerun never overwrites silently."""
+    import glob
+    import sys
+    found = [name for name in names if glob.glob(os.path.join(glob.escape(folder), name))]
+    if found:
+        print(f"{folder}: replacing {', '.join(found)} of an earlier run (resume=true continues an unfinished run "
+              f"instead; another output.dir keeps them)", file=sys.stderr, flush=True)
+    return found

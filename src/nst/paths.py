@@ -1,5 +1,6 @@
 """Where the input paths of a config point: a relative path in a config file is relative to that file (where it
-exists there), and the showcase images (assets/*.jpg) are found wherever nst is installed."""
+exists there), and the showcase images (assets/*.jpg) are found wherever nst is installed; so are the example
+configs (configs/*.yaml), by name: `nst --config starry`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, ListConfig
 
 ASSETS = "assets"
+CONFIGS = "configs"
 
 
 def stem(path: str) -> str:
@@ -21,16 +23,48 @@ def stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "image"
 
 
-def asset_dirs() -> list[str]:
-    """The checkout's assets/, then the copies pip installed (share/nst/assets under the environment)."""
+def asset_dirs(kind: str = ASSETS) -> list[str]:
+    """The checkout's assets/ (or configs/), then the copies pip installed (share/nst/<kind> under the
+    environment)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    dirs = [os.path.normpath(os.path.join(here, "..", "..", ASSETS)),
-            os.path.join(sys.prefix, "share", "nst", ASSETS)]
+    dirs = [os.path.normpath(os.path.join(here, "..", "..", kind)),
+            os.path.join(sys.prefix, "share", "nst", kind)]
     try:
-        dirs.append(os.path.join(site.getuserbase(), "share", "nst", ASSETS))
+        dirs.append(os.path.join(site.getuserbase(), "share", "nst", kind))
     except Exception:  # site without a user base (embedded interpreters)
         pass
     return dirs
+
+
+def example_configs() -> dict[str, str]:
+    """The example configs that come with nst: name (starry) -> path, the checkout's first."""
+    found: dict[str, str] = {}
+    for folder in asset_dirs(CONFIGS):
+        for path in sorted(glob.glob(os.path.join(folder, "*.yaml"))):
+            found.setdefault(os.path.splitext(os.path.basename(path))[0], path)
+    return found
+
+
+def named_config(name: str) -> Optional[str]:
+    """--config NAME that is not a file: the example config of that name (starry, starry.yaml), if there is one."""
+    if os.path.exists(name) or os.sep in name:
+        return None
+    return example_configs().get(name[:-5] if name.endswith(".yaml") else name)
+
+
+def config_list() -> str:
+    """`  name  path  what it is` for each example config, what it is from the config's first comment line."""
+    lines = []
+    for name, path in example_configs().items():
+        words = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.startswith("# ") or line.startswith("#  "):  # the description, not its commands
+                    break
+                words.append(line[2:].strip())
+        what = " ".join(words).split(". ")[0].rstrip(".")
+        lines.append(f"  {name:<13}{what[:100] + '...' if len(what) > 100 else what}")
+    return "\n".join(lines)
 
 
 def shipped(path: str) -> Optional[str]:

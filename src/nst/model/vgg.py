@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from importlib import resources
 
 import torch
@@ -18,18 +17,9 @@ from torch import nn
 from torch.hub import get_dir, load_state_dict_from_url
 
 from ..errors import ConfigError, load_failure
+from .layers import CONVS, LAYERS, NAMED_SOURCES, looks_like_path  # noqa: F401 (names of the network)
 from .precision import compute_dtype, no_autocast
 
-# (block, index within block, in channels, out channels) for the 16 convolutions of VGG19.
-CONVS = [
-    (1, 1, 3, 64), (1, 2, 64, 64),
-    (2, 1, 64, 128), (2, 2, 128, 128),
-    (3, 1, 128, 256), (3, 2, 256, 256), (3, 3, 256, 256), (3, 4, 256, 256),
-    (4, 1, 256, 512), (4, 2, 512, 512), (4, 3, 512, 512), (4, 4, 512, 512),
-    (5, 1, 512, 512), (5, 2, 512, 512), (5, 3, 512, 512), (5, 4, 512, 512),
-]
-LAYERS = [f"conv{b}_{i}" for b, i, _, _ in CONVS]
-"""Layer names. A layer's feature is its ReLU output (as in the paper and in neural-style)."""
 _SHAPES = {f"conv{b}_{i}": (cout, cin, 3, 3) for b, i, cin, cout in CONVS}
 POOLS_BEFORE = {f"conv{b}_{i}": b - 1 for b, i, _, _ in CONVS}  # 2x2 poolings before a layer: one per block before it
 _LAST_IN_BLOCK = {"conv1_2", "conv2_2", "conv3_4", "conv4_4"}
@@ -38,7 +28,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"
-NAMED_SOURCES = ("caffe", "torchvision", "random")
 
 
 def layer_index(name: str) -> int:
@@ -207,10 +196,6 @@ def random_weights(seed: int, last_layer: str = LAYERS[-1]) -> dict[str, tuple[t
         std = (2.0 / (cin * kh * kw)) ** 0.5
         weights[name] = (torch.randn(_SHAPES[name], generator=gen) * std, torch.zeros(cout))
     return weights
-
-
-def looks_like_path(spec: str) -> bool:
-    return spec not in NAMED_SOURCES and (os.sep in spec or bool(re.search(r"\.(pth|pt|bin|ckpt)$", spec)))
 
 
 def load_vgg19(spec: str, pooling: str = "max", last_layer: str = "conv5_1", seed: int = 0) -> VGG19Features:

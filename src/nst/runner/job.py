@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..config import INITS, scale_sizes, steps_per_scale, style_paths, to_yaml
 from ..errors import ConfigError, OutputError
-from ..files import save_png
+from ..files import save_png, say_replaced
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
 from ..keys import objective_settings
 from ..model import color
@@ -125,15 +125,17 @@ def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
                   lambda t: to_pil(color.restore_chroma(t.detach().float().cpu(), content_t)))
 
 
+# What a run writes in output.dir (what a fresh run into the same folder replaces)
+IMAGE_OUTPUTS = ("final.png", "metrics.json", "last.ckpt")
+
+
 def prepare(job: Job) -> Job:
     """Read the job's images and check the checkpoint it resumes from (UserError when either is unusable)."""
     cfg = job.cfg
     job.inputs = prepare_inputs(cfg)
     path = checkpoint.path_in(cfg.output.dir)
     if not cfg.resume:
-        if os.path.exists(path) and not os.path.exists(os.path.join(cfg.output.dir, "final.png")):
-            warnings.warn(f"{path} is from an earlier run and will be replaced; add resume=true to continue "
-                          f"that run instead", stacklevel=3)
+        say_replaced(cfg.output.dir, IMAGE_OUTPUTS)
         return job
     sizes = job.sizes()
     schedule = Schedule(scale_sizes(cfg), steps_per_scale(cfg))

@@ -211,8 +211,8 @@ class Conclude(L.Callback):
     `fit` returns, and nothing after `fit` computes on it. Skipped when a signal stopped the run early (its
     outputs are interrupted.png and a checkpoint) or every picture failed. L-BFGS's state goes in any case."""
 
-    def __init__(self, guard: SignalGuard, watch: "FailureWatch"):
-        self.guard, self.watch = guard, watch
+    def __init__(self, guard: SignalGuard, watch: "FailureWatch", sinks: Sequence[Sink] = ()):
+        self.guard, self.watch, self.sinks = guard, watch, sinks
 
     def on_train_start(self, trainer, module) -> None:
         if module.device.type == "cuda":  # peak_memory_mb: this run's own peak, on its own device
@@ -220,9 +220,12 @@ class Conclude(L.Callback):
 
     def on_train_end(self, trainer, module) -> None:
         stopped_early = self.guard.requested and trainer.global_step < trainer.max_steps
+        outcome = None
         if not stopped_early and any(self.watch.is_alive(b) for b in range(module.batch_size)):
-            module.conclude()
+            outcome = module.conclude()
         module.free_lbfgs_state()
+        for sink in self.sinks:  # the progress bar ends on the final loss
+            sink.on_outcome(outcome.parts if outcome is not None else None)
 
 
 def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,
@@ -256,7 +259,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         trainer = L.Trainer(
             max_steps=cfg.trainer.max_steps, accelerator=accelerator, devices=devices,
             precision=resolve_precision(str(cfg.trainer.precision), accelerator), logger=False,
-            callbacks=[Telemetry(sinks, flush_seconds), Conclude(guard, watch), StopOnSignal(guard),
+            callbacks=[Telemetry(sinks, flush_seconds), Conclude(guard, watch, sinks), StopOnSignal(guard),
                        *extra_callbacks],
             plugins=[io], enable_progress_bar=False, deterministic=cfg.trainer.deterministic,
             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,

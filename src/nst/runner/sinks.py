@@ -139,8 +139,11 @@ class ProgressBar(Sink):
             self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False)
 
 
-    def on_end(self) -> None:
+    def on_outcome(self, parts: Optional[list[dict[str, float]]]) -> None:
+        """The bar ends on the final loss, the number the run's last line and metrics.json give."""
         if self.bar is not None:
+            if parts is not None:
+                self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False)
             self.bar.close()
             self.bar = None
 

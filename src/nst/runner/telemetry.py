@@ -59,6 +59,9 @@ class Sink:
 
     def on_end(self) -> None: ...
 
+    def on_outcome(self, parts: Optional[list[dict[str, float]]]) -> None:
+        """After on_end: each picture's final float32 loss parts (None when the run stopped before them)."""
+
 
 class Transfer:
     """A device-to-host copy in flight: pinned memory and an event on a GPU, nothing to wait for on a CPU.

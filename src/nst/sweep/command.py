@@ -12,7 +12,7 @@ from typing import NoReturn, Optional
 
 from omegaconf import DictConfig
 
-from ..commandline import parse
+from ..commandline import SWEEP_DESCRIPTION, SWEEP_EPILOG, parse
 from ..config import load_config, to_yaml
 from ..errors import ConfigError, Interrupted, UserError, exit_line
 from ..runner.interrupt import SignalGuard
@@ -30,10 +30,7 @@ SUMMARY_CLAIM = ".summary.claim"  # held while one process writes the summary
 
 
 def main(argv: Optional[list[str]] = None, prog: str = "python -m nst.sweep") -> int:
-    args = parse(sys.argv[1:] if argv is None else argv, prog,
-                 "Style transfer for many content/style pairs (see configs/sweep.yaml).",
-                 "Launch with torchrun --nproc_per_node=N (one process per GPU) or srun; overrides are key=value "
-                 "pairs of the config schema, e.g. data.size=256 'sweep.styles=[assets/the_scream.jpg]'.")
+    args = parse(sys.argv[1:] if argv is None else argv, prog, SWEEP_DESCRIPTION, SWEEP_EPILOG)
     d = dist_info()
     try:
         cfg = load_config(args.config, args.overrides)

@@ -39,7 +39,7 @@ from PIL import Image
 
 from ..config import layers_of, style_paths, to_yaml
 from ..errors import Interrupted, OutputError, TrainingError, signal_name
-from ..files import remove_leftovers, save_json, save_png, save_text
+from ..files import remove_leftovers, save_json, save_png, save_text, say_replaced
 from ..images import open_rgb, to_tensor
 from ..model import color
 from ..model.vgg import layer_index, load_vgg19
@@ -168,6 +168,7 @@ def _start(job: VideoJob) -> None:
     """The folder of a (re)started video: a fresh run clears the frames, flows and progress of an earlier one."""
     check_writable(job.dir)
     if not job.cfg.resume:
+        say_replaced(job.dir, ("final.mp4", "frames", "metrics.json", PROGRESS))
         for name in ("frames", "flow"):
             shutil.rmtree(os.path.join(job.dir, name), ignore_errors=True)
         for name in (PROGRESS, "final.mp4", "metrics.json"):
