@@ -76,13 +76,14 @@ def defaults() -> dict[str, Any]:
 
     from .config import Config
 
+    sections = {k.split(".")[0] for k in meanings() if "." in k}  # data, model, ... (not sweep.grid, a dict)
+
     def flat(node: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
         for key, value in node.items():
-            if isinstance(value, dict) and f"{prefix}{key}" in SECTIONS:
+            if isinstance(value, dict) and f"{prefix}{key}" in sections:
                 yield from flat(value, f"{prefix}{key}.")
             else:
                 yield f"{prefix}{key}", value
-    SECTIONS = {k.split(".")[0] for k in meanings() if "." in k}
     return dict(flat(OmegaConf.to_container(OmegaConf.structured(Config))))
 
 
