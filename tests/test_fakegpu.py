@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lightning.fabric.accelerators.cuda import _check_cuda_matmul_precision
+from lightning.fabric.accelerators import cuda as fabric_cuda
 from lightning.pytorch.accelerators.cuda import CUDAAccelerator
 
 from helpers.fakegpu import MIX_OF_APIS, REAL_CUDA_CALL, ampere_gpu, fake_gpu  # noqa: F401 (a fixture)
@@ -50,9 +50,9 @@ def test_lightnings_own_check_accepts_our_tf32_settings(ampere_gpu):
         assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
         with exact.outer():
             assert torch.get_float32_matmul_precision() == "high"
-        _check_cuda_matmul_precision(torch.device("cuda", 0))
+        fabric_cuda._check_cuda_matmul_precision(torch.device("cuda", 0))
     assert torch.get_float32_matmul_precision() == "high"
-    _check_cuda_matmul_precision.cache_clear()
+    fabric_cuda._check_cuda_matmul_precision.cache_clear()
     with pytest.raises(RuntimeError, match=REAL_CUDA_CALL):  # past the check, at torch.cuda.set_device
         CUDAAccelerator().setup_device(torch.device("cuda", 0))
 

@@ -113,12 +113,12 @@ def set_backend_settings(state: tuple) -> None:
 @contextlib.contextmanager
 def fake_gpu(capability=(9, 0), **kw) -> Iterator[FakeGPU]:
     """torch.cuda answering as one (or `count`) card(s) of `capability` would, Lightning's checks included."""
-    from lightning.fabric.accelerators.cuda import _check_cuda_matmul_precision
+    from lightning.fabric.accelerators import cuda as fabric_cuda
     import lightning.pytorch.accelerators.cuda as pl_cuda
 
     gpu = FakeGPU(capability=tuple(capability), **kw)
     saved = backend_settings()
-    _check_cuda_matmul_precision.cache_clear()  # lru_cache(1): every test must run Lightning's check afresh
+    fabric_cuda._check_cuda_matmul_precision.cache_clear()  # lru_cache(1): every test must run Lightning's check afresh
     with contextlib.ExitStack() as stack:
         for attr, fake in gpu.patches().items():
             stack.enter_context(mock.patch.object(torch.cuda, attr, fake))
@@ -126,7 +126,7 @@ def fake_gpu(capability=(9, 0), **kw) -> Iterator[FakeGPU]:
         try:
             yield gpu
         finally:
-            _check_cuda_matmul_precision.cache_clear()
+            fabric_cuda._check_cuda_matmul_precision.cache_clear()
             set_backend_settings(saved)
 
 
