@@ -19,7 +19,9 @@ from ..config import layers_of, scale_sizes, steps_per_scale, style_paths
 from ..errors import ConfigError, OutputError
 from ..files import save_png
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
+from .. import masks
 from ..model import color
+from ..model.guides import Regions
 from ..model.module import Picture, Schedule
 from . import checkpoint
 
@@ -31,6 +33,7 @@ class Inputs:
     styles: list[Image.Image]
     init: str | Image.Image | torch.Tensor
     render: Callable[[torch.Tensor], Image.Image]
+    regions: Optional[Regions] = None  # masks: a style per region (nst/masks.py)
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Job:
     def picture(self) -> Picture:
         blend = list(self.cfg.data.style_weights or [1.0] * len(self.inputs.styles))
         return Picture(self.inputs.content, self.inputs.styles, [w / sum(blend) for w in blend], self.inputs.init,
-                       self.cfg.seed, self.cfg.data.style_scale)
+                       self.cfg.seed, self.cfg.data.style_scale, self.inputs.regions)
 
 
 def digest(image: Image.Image) -> str:
@@ -87,7 +90,7 @@ def objective_settings(cfg: DictConfig) -> dict:
             "loss.content_weight": float(cfg.loss.content_weight), "loss.style_weight": float(cfg.loss.style_weight),
             "loss.tv_weight": float(cfg.loss.tv_weight), "loss.normalize": bool(cfg.loss.normalize),
             "data.style_weights": plain(cfg.data.style_weights), "data.style_scale": float(cfg.data.style_scale),
-            "color.preserve": cfg.color.preserve}
+            "color.preserve": cfg.color.preserve, "masks": plain(cfg.masks)}
 
 
 def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
@@ -107,6 +110,13 @@ def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
         if min(sw, sh) < MIN_SIDE:
             raise ConfigError(f"data.style_scale: {path} ({style.size[0]}x{style.size[1]}) becomes {sw}x{sh}, "
                               f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
+    inputs = _colour(cfg, content, styles, init)
+    inputs.regions = masks.load(cfg.masks, content, styles)
+    return inputs
+
+
+def _colour(cfg: DictConfig, content: Image.Image, styles: list[Image.Image], init: str | Image.Image) -> Inputs:
+    """The images the optimization sees under color.preserve, and the render that makes its target a picture."""
     mode = cfg.color.preserve
     if mode == "none":
         return Inputs(content, styles, init, to_pil)
