@@ -121,6 +121,9 @@ class Objective(nn.Module):
         s = self.settings
         if guides is None or region_weights is None:
             raise ValueError("Objective: LossSettings.regions needs guides and region_weights in set_targets")
+        # (layer, region) whose guide is all ones in every picture: the plain term, the same kernels as without masks
+        whole = torch.stack([(guides[k][:, r] == 1).all() for k in s.style_layers for r in range(s.regions)]).tolist()
+        self.whole = {(k, r): whole[i * s.regions + r] for i, k in enumerate(s.style_layers) for r in range(s.regions)}
         for k, lw in zip(s.style_layers, s.style_layer_weights):
             a, g = grams[k], guides[k]
             if a.dim() != 4 or a.shape[:2] != (self.batch, s.regions) or g.shape[:3] != (self.batch, s.regions, 1):
@@ -131,7 +134,10 @@ class Objective(nn.Module):
             area = g.square().sum((2, 3, 4)).to(a.dtype)  # [B, R]
             norm = (gatys_style_loss(torch.zeros_like(a).flatten(0, 1), a.flatten(0, 1), n).view_as(area)
                     .clamp_min(1e-12) if s.normalize else torch.ones_like(area))
-            factor = s.style_weight * lw * region_weights.to(a.dtype) / (4.0 * n * n * area.clamp_min(1e-12) ** 2 * norm)
+            m = g.shape[-2] * g.shape[-1]  # all positions: area where a guide is all ones (then as without masks)
+            whole = all(self.whole[k, r] for r in range(s.regions))
+            factor = (s.style_weight * lw / (4.0 * n * n * m * m * norm) if whole else
+                      s.style_weight * lw / (4.0 * n * n * area.clamp_min(1e-12) ** 2 * norm)) * region_weights.to(a.dtype)
             self._put(f"style_guide_{k}", g.to(a.dtype).contiguous())
             self._put(f"style_target_{k}", a * area[..., None, None])
             self._put(f"style_norm_{k}", norm)
@@ -160,7 +166,8 @@ class Objective(nn.Module):
         regions: list[torch.Tensor | float] = [0.0] * s.regions
         for k in s.style_layers:
             guide, target, scale = (self.buffer(kind, k) for kind in ("style_guide", "style_target", "style_scale"))
-            terms = [guided_style_term(features[k], guide[:, r], target[:, r], scale[:, r]) for r in range(s.regions)]
+            terms = [style_term(features[k], target[:, r], scale[:, r]) if self.whole[k, r]
+                     else guided_style_term(features[k], guide[:, r], target[:, r], scale[:, r]) for r in range(s.regions)]
             parts[f"style/{k}"] = sum(terms)
             for r, t in enumerate(terms):
                 regions[r] = regions[r] + t
