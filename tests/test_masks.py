@@ -11,6 +11,7 @@ from PIL import Image
 from helpers import CONTENT, STYLE
 from helpers.train import assert_one_line_error, cli, tiny
 from nst.config import load_config
+from nst.images import to_tensor
 from nst.model.guides import Regions, guided_gram, propagate, region_targets
 from nst.model.objective import LossSettings, Objective
 from nst.model.vgg import load_vgg19
@@ -212,3 +213,57 @@ def test_bad_masks_are_one_line_and_exit_2(tmp_path, capsys, solid_image, case, 
     code, err = cli(capsys, args)
     assert_one_line_error(code, err, *words)
     assert not (tmp_path / "out").exists()
+
+
+def procedural_styles(folder):
+    """Red/white horizontal stripes and blue dots on yellow, 64 x 64: two colour signatures easy to tell apart."""
+    y, x = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    stripes = torch.where(((y // 4) % 2 == 0)[None], torch.tensor([0.9, 0.1, 0.1])[:, None, None],
+                          torch.ones(3, 1, 1))
+    dots = ((y % 8 - 3.5) ** 2 + (x % 8 - 3.5) ** 2 < 5)[None]
+    dotted = torch.where(dots, torch.tensor([0.1, 0.2, 0.9])[:, None, None], torch.tensor([0.95, 0.85, 0.1])[:, None, None])
+    paths = []
+    for name, t in (("stripes.png", stripes), ("dots.png", dotted)):
+        Image.fromarray((t.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / name)
+        paths.append(str(folder / name))
+    return paths
+
+
+def signature(image: torch.Tensor) -> torch.Tensor:
+    """Per column of [3, H, W]: the share of red pixels (stripes) minus the share of yellow or blue ones (dots)."""
+    r, g, b = image
+    red = (r > 0.55) & (g < 0.45) & (b < 0.45)
+    dots = ((r > 0.55) & (g > 0.55) & (b < 0.45)) | ((b > 0.55) & (r < 0.45))
+    return red.float().mean(0) - dots.float().mean(0)
+
+
+def border_zone(image: torch.Tensor) -> float:
+    """Half-width in pixels of the zone about the middle where a column (smoothed over 4) carries less than half of its
+    side's signature (the median of that side's outer half): stripes on the left, dots on the right."""
+    w = image.shape[-1]
+    s = torch.nn.functional.avg_pool1d(signature(image)[None, None], 4, 1, padding=2)[0, 0, :w]
+    mid = w // 2
+    left, right = s[: mid // 2].median(), s[w - mid // 2:].median()
+    weak = [abs(c + 0.5 - mid) for c in range(4, w - 4)  # (the image's own edges aside)
+            if (s[c] < left / 2 if c < mid else s[c] > right / 2)]
+    return max(weak, default=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, zone", [("inside", 8), ("simple", 8)])
+def test_two_regions_keep_each_styles_colour_signature_on_their_side(tmp_path, mode, zone):
+    h, w = 64, 128
+    Image.new("RGB", (w, h), (128, 128, 128)).save(tmp_path / "flat.png")
+    half(w, h, True).save(tmp_path / "left.png")
+    half(w, h, False).save(tmp_path / "right.png")
+    styles = procedural_styles(tmp_path)
+    result = run_config([f"data.content={tmp_path / 'flat.png'}", f"data.style=[{','.join(styles)}]",
+                         f"masks.content=[{tmp_path / 'left.png'},{tmp_path / 'right.png'}]", f"masks.mode={mode}",
+                         f"data.size={w}", "scales.min=0", "trainer.max_steps=120", "loss.content_weight=0.01",
+                         "model.style_layers=[conv1_1,conv2_1,conv3_1]", "logger.mode=disabled",
+                         "trainer.enable_progress_bar=false", "trainer.precision=32", f"output.dir={tmp_path / 'out'}"])
+    image = to_tensor(result.image)[0]
+    width = border_zone(image)
+    print(f"\n{mode}: border zone {width} px each side of the middle (image {w} px wide)")
+    assert width <= zone
+    assert signature(image)[: w // 2 - zone].mean() > 0.2 and signature(image)[w // 2 + zone:].mean() < -0.2
