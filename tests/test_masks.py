@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
 import torch
 from PIL import Image
 
-from helpers import CONTENT, STYLE
+from helpers import CONTENT, ROOT, STYLE
 from helpers.train import assert_one_line_error, cli, tiny
 from nst.config import load_config
 from nst.images import to_tensor
@@ -186,6 +187,7 @@ def test_the_modes_erode_dilate_or_keep_a_square(mode):
     assert (area["conv1_2"], area["conv2_1"]) == expected
 
 
+@pytest.mark.slow  # three runs: about 5 s on an idle 2-core machine, several times that on a busy one
 def test_a_run_with_one_all_white_mask_equals_the_run_without_masks(tmp_path, solid_image):
     white = solid_image("white.png", size=(64, 48), color=255, mode="L")
     plain = run_config(tiny(tmp_path / "plain", "scales.min=0", steps=10))
@@ -193,6 +195,9 @@ def test_a_run_with_one_all_white_mask_equals_the_run_without_masks(tmp_path, so
     for key in ("initial_loss", "loss"):
         assert masked.metrics[key] == pytest.approx(plain.metrics[key], rel=1e-4), key
     assert masked.metrics["style/region0"] == pytest.approx(masked.metrics["style_loss"], rel=1e-6)
+    cfg = load_config(str(tmp_path / "masked" / "config.yaml"), [f"output.dir={tmp_path / 'again'}"])
+    assert list(cfg.masks.content) == [white]  # config.yaml repeats the run, masks included
+    assert run(cfg).metrics["loss"] == pytest.approx(masked.metrics["loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("case, words", [
@@ -267,3 +272,40 @@ def test_two_regions_keep_each_styles_colour_signature_on_their_side(tmp_path, m
     print(f"\n{mode}: border zone {width} px each side of the middle (image {w} px wide)")
     assert width <= zone
     assert signature(image)[: w // 2 - zone].mean() > 0.2 and signature(image)[w // 2 + zone:].mean() < -0.2
+
+
+def test_soft_grown_and_style_masks_change_the_targets_as_they_say(vgg):
+    h, w = 32, 64
+    soft = Image.linear_gradient("L").resize((w, h)).transpose(Image.Transpose.ROTATE_90)  # grey ramp, left to right
+    style = torch.rand(1, 3, 32, 32)
+    base = region_targets(Regions([half(w, h, True)]), [style], [1.0], h, w, LAYERS, vgg)
+    grown = region_targets(Regions([half(w, h, True)], grow=2), [style], [1.0], h, w, LAYERS, vgg)
+    assert (grown[1]["conv2_1"].sum() > base[1]["conv2_1"].sum()) and base[2].item() == pytest.approx(0.5)
+    ramp = region_targets(Regions([soft], soft=True, mode="simple"), [style], [1.0], h, w, LAYERS, vgg)
+    values = ramp[1]["conv1_1"].unique()
+    assert len(values) > 10 and 0 < values.min() < values.max() < 1  # grey levels stay weights
+    top = Image.new("L", (32, 32), 0)
+    top.paste(255, (0, 0, 32, 16))
+    styled = region_targets(Regions([half(w, h, True)], style=[top]), [style], [1.0], h, w, LAYERS, vgg)
+    assert not torch.allclose(styled[0]["conv1_1"], base[0]["conv1_1"])  # the painting's top half only
+    assert torch.equal(styled[1]["conv1_1"], base[1]["conv1_1"])  # the content guides are the content mask's
+
+
+def test_the_overlay_tints_each_region_and_keeps_the_rest(tmp_path):
+    from nst.masks import overlay
+    content = Image.new("RGB", (40, 30), (128, 128, 128))
+    shown = overlay(content, Regions([half(40, 30, True, 0.25), half(40, 30, False, 0.75)]))
+    left, right = shown.getpixel((2, 15)), shown.getpixel((38, 15))
+    assert shown.size == content.size and left[0] > 160 and right[2] > 160 and shown.getpixel((20, 15)) == (128,) * 3
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["sweep.contents=[a.jpg]", "sweep.styles=[b.jpg]"], ["masks.content", "sweep"]),
+    (["masks.mode=outside"], ["masks.mode", "inside"]),
+    (["masks.style=[x.png]"], ["masks.style", "needs masks.content"]),
+    ([f"data.content={os.path.join(ROOT, 'assets', 'bigbuckbunny.mp4')}"], ["masks.content", "video"]),
+])
+def test_mask_settings_the_config_can_check_are_one_line(tmp_path, capsys, extra, words):
+    masks = [] if "masks.style=[x.png]" in extra else [f"masks.content=[{CONTENT}]"]
+    code, err = cli(capsys, tiny(tmp_path / "out", *masks, *extra))
+    assert_one_line_error(code, err, *words)

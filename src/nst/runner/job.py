@@ -90,7 +90,7 @@ def objective_settings(cfg: DictConfig) -> dict:
             "loss.content_weight": float(cfg.loss.content_weight), "loss.style_weight": float(cfg.loss.style_weight),
             "loss.tv_weight": float(cfg.loss.tv_weight), "loss.normalize": bool(cfg.loss.normalize),
             "data.style_weights": plain(cfg.data.style_weights), "data.style_scale": float(cfg.data.style_scale),
-            "color.preserve": cfg.color.preserve, "masks": plain(cfg.masks)}
+            "color.preserve": cfg.color.preserve, **({"masks": plain(cfg.masks)} if cfg.masks.content else {})}
 
 
 def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
