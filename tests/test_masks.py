@@ -226,7 +226,8 @@ def procedural_styles(folder):
     stripes = torch.where(((y // 4) % 2 == 0)[None], torch.tensor([0.9, 0.1, 0.1])[:, None, None],
                           torch.ones(3, 1, 1))
     dots = ((y % 8 - 3.5) ** 2 + (x % 8 - 3.5) ** 2 < 5)[None]
-    dotted = torch.where(dots, torch.tensor([0.1, 0.2, 0.9])[:, None, None], torch.tensor([0.95, 0.85, 0.1])[:, None, None])
+    blue, yellow = torch.tensor([0.1, 0.2, 0.9])[:, None, None], torch.tensor([0.95, 0.85, 0.1])[:, None, None]
+    dotted = torch.where(dots, blue, yellow)
     paths = []
     for name, t in (("stripes.png", stripes), ("dots.png", dotted)):
         Image.fromarray((t.permute(1, 2, 0) * 255).round().byte().numpy()).save(folder / name)

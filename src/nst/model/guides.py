@@ -146,3 +146,14 @@ def region_targets(regions: Regions, styles: list[torch.Tensor], blend: list[flo
                 grams[k].append(gram(feats[k]) if style_guides is None else guided_gram(feats[k], style_guides[k]))
     weights = area * torch.tensor(blend) * len(blend)
     return {k: torch.cat(v) for k, v in grams.items()}, guides, weights
+
+
+def batch_region_targets(pictures: list, styles: list[list[torch.Tensor]], h: int, w: int, layers: list[str],
+                         extract: Callable, device: torch.device):
+    """region_targets of each picture (anything with .regions and .blend) stacked into a batch on `device`: Grams
+    [B, R, N, N] and guides [B, R, 1, h', w'] by layer, weights [B, R]."""
+    made = [region_targets(p.regions, s, p.blend, h, w, layers, extract) for p, s in zip(pictures, styles)]
+    if len({len(m[2]) for m in made}) != 1:
+        raise ValueError("the pictures of a batch must have the same number of regions")
+    grams, guides = ({k: torch.stack([m[i][k] for m in made]).to(device) for k in layers} for i in (0, 1))
+    return grams, guides, torch.stack([m[2] for m in made]).to(device)

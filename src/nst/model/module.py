@@ -35,7 +35,7 @@ from PIL import Image
 from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
 from .precision import exact_float32, no_autocast
-from .guides import Regions, region_targets
+from .guides import Regions, batch_region_targets
 from .losses import gram
 from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
@@ -203,11 +203,9 @@ class StyleTransferModule(L.LightningModule):
         settings = self.objective.settings
         content = self.extractor(self.content_at(scale), settings.content_layers)
         if settings.regions:  # one guided Gram per region and style (Gatys et al. 2017)
-            made = [region_targets(p.regions, [self.style_at(s, self.style_side(scale, p)) for s in p.styles], p.blend,
-                                   *self.size_hw(scale), settings.style_layers, self.extractor) for p in self.pictures]
-            grams, guides = ({k: torch.stack([m[i][k] for m in made]).to(self.device) for k in settings.style_layers}
-                             for i in (0, 1))
-            weights = torch.stack([m[2] for m in made]).to(self.device)
+            styles = [[self.style_at(s, self.style_side(scale, p)) for s in p.styles] for p in self.pictures]
+            grams, guides, weights = batch_region_targets(self.pictures, styles, *self.size_hw(scale),
+                                                          settings.style_layers, self.extractor, self.device)
             self.objective.set_targets(content, grams, *self.size_hw(scale), guides, weights)
             return
         grams: dict[str, list[torch.Tensor]] = {k: [] for k in settings.style_layers}

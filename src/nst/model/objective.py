@@ -136,8 +136,9 @@ class Objective(nn.Module):
                     .clamp_min(1e-12) if s.normalize else torch.ones_like(area))
             m = g.shape[-2] * g.shape[-1]  # all positions: area where a guide is all ones (then as without masks)
             whole = all(self.whole[k, r] for r in range(s.regions))
-            factor = (s.style_weight * lw / (4.0 * n * n * m * m * norm) if whole else
-                      s.style_weight * lw / (4.0 * n * n * area.clamp_min(1e-12) ** 2 * norm)) * region_weights.to(a.dtype)
+            per_area = (s.style_weight * lw / (4.0 * n * n * m * m * norm) if whole else
+                        s.style_weight * lw / (4.0 * n * n * area.clamp_min(1e-12) ** 2 * norm))
+            factor = per_area * region_weights.to(a.dtype)
             self._put(f"style_guide_{k}", g.to(a.dtype).contiguous())
             self._put(f"style_target_{k}", a * area[..., None, None])
             self._put(f"style_norm_{k}", norm)
@@ -167,7 +168,8 @@ class Objective(nn.Module):
         for k in s.style_layers:
             guide, target, scale = (self.buffer(kind, k) for kind in ("style_guide", "style_target", "style_scale"))
             terms = [style_term(features[k], target[:, r], scale[:, r]) if self.whole[k, r]
-                     else guided_style_term(features[k], guide[:, r], target[:, r], scale[:, r]) for r in range(s.regions)]
+                     else guided_style_term(features[k], guide[:, r], target[:, r], scale[:, r])
+                     for r in range(s.regions)]
             parts[f"style/{k}"] = sum(terms)
             for r, t in enumerate(terms):
                 regions[r] = regions[r] + t
