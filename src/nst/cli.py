@@ -29,6 +29,8 @@ def main(argv: list[str], prog: str = "train.py") -> int:
                               f"make sweep CONFIG={args.config} or python -m nst.sweep --config {args.config}")
         from .video.io import is_video
         if is_video(cfg.data.content):
+            if cfg.masks.content:
+                raise ConfigError("masks.content: masks are for still images; a video cannot use them yet")
             from .video.run import describe, run_video
             result = run_video(cfg)
         else:

@@ -15,6 +15,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from . import masks
 from .errors import ConfigError, first_line
 from .model.layers import LAYERS, NAMED_SOURCES, looks_like_path
 from .paths import named_config, resolve_inputs
@@ -91,6 +92,16 @@ class ScalesConfig:
 @dataclass
 class ColorConfig:
     preserve: str = "none"  # none | luminance | histogram
+
+
+@dataclass
+class MasksConfig:
+    """Spatial control (Gatys et al. 2017): a style per region of the content, through guided Gram matrices."""
+    content: List[str] = field(default_factory=list)  # one mask per data.style, in its order, white where it goes
+    style: List[Optional[str]] = field(default_factory=list)  # per style: the part of it that gives the statistics
+    mode: str = "inside"  # inside (no gradient leaks out) | simple (downsampled) | all (dilated)
+    soft: bool = False  # grey levels are blend weights (false: thresholded at 50% at every scale)
+    grow: int = 0  # grow (> 0) or shrink (< 0) each region by this many feature pixels at every style layer
 
 
 @dataclass
@@ -182,6 +193,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     scales: ScalesConfig = field(default_factory=ScalesConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
+    masks: MasksConfig = field(default_factory=MasksConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -356,6 +368,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"resume: expected true, false or force, got {cfg.resume!r}")
     validate_sweep(cfg.sweep)
     validate_video(cfg.video)
+    masks.check_config(cfg.masks, len(styles), bool(cfg.sweep.contents or cfg.sweep.pairs))
 
 
 def bounded_integers(node: DictConfig | ListConfig, prefix: str = "") -> None:

@@ -27,4 +27,6 @@ def objective_settings(cfg: DictConfig) -> dict:
     for key in OBJECTIVE_KEYS:
         value = resolved[key] if key in resolved else OmegaConf.select(cfg, key, throw_on_missing=True)
         out[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    if cfg.masks.content:  # regions change the objective; a run without masks keeps the digests it had
+        out["masks"] = OmegaConf.to_container(cfg.masks)
     return out

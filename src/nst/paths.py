@@ -100,7 +100,8 @@ def resolve_inputs(layer: DictConfig, folder: Optional[str], names: dict[str, tu
     directory, to the shipped copy. Paths that exist as given are left as they are, and so are the values in
     `names` (key -> the values that name something, not a file: model.weights=caffe)."""
     for section, key in (("data", "content"), ("data", "style"), ("sweep", "contents"), ("sweep", "styles"),
-                         ("sweep", "pairs"), ("model", "weights"), (None, "init")):
+                         ("sweep", "pairs"), ("model", "weights"), (None, "init"),
+                         ("masks", "content"), ("masks", "style")):
         node = layer.get(section) if section else layer
         if not isinstance(node, DictConfig) or key not in node or node[key] is None:
             continue

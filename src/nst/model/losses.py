@@ -78,6 +78,22 @@ def style_term(features: torch.Tensor, target_sums: torch.Tensor, scale: torch.T
     return ((gram_sums(features) - target_sums) ** 2).sum((1, 2)) * scale
 
 
+def guided_gram_sums(features: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """(F g)(F g)^T for features [B, N, H, W] and a region's guide [B or 1, 1, H, W]: [B, N, N]. A sum over
+    positions, so it is additive over blocks of positions (tiling) like gram_sums; divide by sum(g^2) for G_r."""
+    return gram_sums(features * guide.to(features.dtype))
+
+
+def guided_style_term(features: torch.Tensor, guide: torch.Tensor, target_sums: torch.Tensor,
+                      scale: torch.Tensor) -> torch.Tensor:
+    """One region's weighted style loss at one layer, per image [B]: scale * sum(((F g)(F g)^T - T)^2).
+
+    With S = sum(g^2) (the region's positions), T = S A_r and scale = weight / (4 N^2 S^2 norm), it is
+    weight * sum((G_r - A_r)^2) / (4 N^2 norm) for the guided Gram G_r = (F g)(F g)^T / S of Gatys et al. 2017.
+    An all-ones guide gives style_term exactly. The one place a guided contribution is computed."""
+    return ((guided_gram_sums(features, guide) - target_sums) ** 2).sum((1, 2)) * scale
+
+
 def content_term(features: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """scale * sum((F - T)^2) per image [B]. With scale = weight / (elements x norm) it is the weighted mean
     squared feature error (the paper's 1/2 sum, divided by the element count so size does not matter).

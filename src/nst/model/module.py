@@ -35,6 +35,7 @@ from PIL import Image
 from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
 from .precision import exact_float32, no_autocast
+from .guides import Regions, batch_region_targets
 from .losses import gram
 from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
@@ -52,6 +53,7 @@ class Picture:
     init: str | Image.Image | torch.Tensor  # content | noise | style | an image | [1, 3, H, W] (a video frame's)
     seed: int = 0
     style_scale: float = 1.0  # the style images' longest side relative to the target's
+    regions: Optional[Regions] = None  # masks: a style per region (model/guides.py) instead of a blend
 
 
 @dataclass
@@ -198,6 +200,12 @@ class StyleTransferModule(L.LightningModule):
     def _compute_targets(self, scale: int) -> None:
         settings = self.objective.settings
         content = self.extractor(self.content_at(scale), settings.content_layers)
+        if settings.regions:  # one guided Gram per region and style (Gatys et al. 2017)
+            styles = [[self.style_at(s, self.style_side(scale, p)) for s in p.styles] for p in self.pictures]
+            grams, guides, weights = batch_region_targets(self.pictures, styles, *self.size_hw(scale),
+                                                          settings.style_layers, self.extractor, self.device)
+            self.objective.set_targets(content, grams, *self.size_hw(scale), guides, weights)
+            return
         grams: dict[str, list[torch.Tensor]] = {k: [] for k in settings.style_layers}
         cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # a style shared by several pictures
         for p in self.pictures:

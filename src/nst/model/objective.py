@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .losses import content_term, gatys_style_loss, style_term, temporal_term, tv_loss
+from .losses import content_term, gatys_style_loss, guided_style_term, style_term, temporal_term, tv_loss
 from .precision import no_autocast
 from .vgg import POOLS_BEFORE
 
@@ -36,12 +36,17 @@ class LossSettings:
     # Video (Ruder et al. 2016): weight of the temporal loss against the earlier stylized frames warped into this
     # one (set_temporal). 0: not a video frame, and no temporal_loss part.
     temporal_weight: float = 0.0
+    # Spatial control (Gatys et al. 2017, model/guides.py): regions with a style each, through guided Grams
+    # (set_targets with guides). 0: no masks. Each region's style loss is a part of its own, style/region<r>.
+    regions: int = 0
 
     @property
     def part_names(self) -> list[str]:
         """The loss parts `Objective.forward` returns, in a fixed order."""
         temporal = ["temporal_loss"] if self.temporal_weight > 0 else []
-        return ["loss", "content_loss", "style_loss", "tv_loss", *temporal] + [f"style/{k}" for k in self.style_layers]
+        regions = [f"style/region{r}" for r in range(self.regions)]
+        return (["loss", "content_loss", "style_loss", "tv_loss", *temporal] + [f"style/{k}" for k in self.style_layers]
+                + regions)
 
     @property
     def layers(self) -> list[str]:
@@ -75,18 +80,22 @@ class Objective(nn.Module):
         return getattr(self, f"{kind}_{layer}")
 
     @torch.no_grad()
-    def set_targets(self, content: dict[str, torch.Tensor], grams: dict[str, torch.Tensor], h: int, w: int) -> None:
+    def set_targets(self, content: dict[str, torch.Tensor], grams: dict[str, torch.Tensor], h: int, w: int,
+                    guides: dict[str, torch.Tensor] | None = None, region_weights: torch.Tensor | None = None) -> None:
         """Targets for a target image of h x w: content features [B, C, H', W'] by content layer, blended style
-        Grams [B, N, N] (already divided by their own positions, see losses.gram) by style layer."""
+        Grams [B, N, N] (already divided by their own positions, see losses.gram) by style layer.
+
+        With regions (settings.regions = R): grams are [B, R, N, N] (each region's style Gram, guided by its style
+        mask if any), guides [B, R, 1, H', W'] by style layer (model/guides.py) and region_weights [B, R]."""
         s = self.settings
-        for k in s.content_layers:
-            t = content[k].float()
-            norm = t.square().flatten(1).mean(1).clamp_min(1e-12) if s.normalize else torch.ones_like(t[:, 0, 0, 0])
-            self._put(f"content_target_{k}", t)
-            self._put(f"content_norm_{k}", norm)
-            self._put(f"content_scale_{k}", s.content_weight / (len(s.content_layers) * t[0].numel() * norm))
+        if s.regions:
+            self._set_content(content)
+            self._set_regions(grams, guides, region_weights)
+            self.ready = True
+            return
+        self._set_content(content)
         for k, lw in zip(s.style_layers, s.style_layer_weights):
-            a = grams[k].float()
+            a = grams[k] if grams[k].dtype == torch.float64 else grams[k].float()  # float64 stays (tests)
             n, m = a.shape[-1], positions(k, h, w)
             # Normaliser: a layer's loss divided by what it would be for an all-zero feature map.
             norm = (gatys_style_loss(torch.zeros_like(a), a, n).clamp_min(1e-12) if s.normalize
@@ -95,6 +104,46 @@ class Objective(nn.Module):
             self._put(f"style_norm_{k}", norm)
             self._put(f"style_scale_{k}", s.style_weight * lw / (4.0 * n * n * m * m * norm))
         self.ready = True
+
+    def _set_content(self, content: dict[str, torch.Tensor]) -> None:
+        s = self.settings
+        for k in s.content_layers:
+            t = content[k].float()
+            norm = t.square().flatten(1).mean(1).clamp_min(1e-12) if s.normalize else torch.ones_like(t[:, 0, 0, 0])
+            self._put(f"content_target_{k}", t)
+            self._put(f"content_norm_{k}", norm)
+            self._put(f"content_scale_{k}", s.content_weight / (len(s.content_layers) * t[0].numel() * norm))
+
+    def _set_regions(self, grams: dict[str, torch.Tensor], guides: dict[str, torch.Tensor] | None,
+                     region_weights: torch.Tensor | None) -> None:
+        """Per region r and layer: the guide g, T = S A_r with S = sum(g^2) (Gatys' area normalisation: a small
+        region is not squeezed out) and the factor weight_r x layer weight / (4 N^2 S^2 norm_r), norm_r being the
+        loss of an all-zero feature map against A_r. A region empty at a layer (S = 0) gets factor 0 there."""
+        s = self.settings
+        if guides is None or region_weights is None:
+            raise ValueError("Objective: LossSettings.regions needs guides and region_weights in set_targets")
+        # (layer, region) whose guide is all ones in every picture: the plain term, the same kernels as without masks
+        whole = torch.stack([(guides[k][:, r] == 1).all() for k in s.style_layers for r in range(s.regions)]).tolist()
+        self.whole = {(k, r): whole[i * s.regions + r] for i, k in enumerate(s.style_layers) for r in range(s.regions)}
+        for k, lw in zip(s.style_layers, s.style_layer_weights):
+            a, g = grams[k], guides[k]
+            if a.dim() != 4 or a.shape[:2] != (self.batch, s.regions) or g.shape[:3] != (self.batch, s.regions, 1):
+                raise ValueError(f"Objective: {s.regions} regions of {self.batch} pictures, got Grams "
+                                 f"{tuple(a.shape)} and guides {tuple(g.shape)} at {k}")
+            a = a if a.dtype == torch.float64 else a.float()
+            n = a.shape[-1]
+            area = g.square().sum((2, 3, 4)).to(a.dtype)  # [B, R]
+            norm = (gatys_style_loss(torch.zeros_like(a).flatten(0, 1), a.flatten(0, 1), n).view_as(area)
+                    .clamp_min(1e-12) if s.normalize else torch.ones_like(area))
+            m = g.shape[-2] * g.shape[-1]  # all positions: area where a guide is all ones (then as without masks)
+            whole = all(self.whole[k, r] for r in range(s.regions))
+            per_area = (s.style_weight * lw / (4.0 * n * n * m * m * norm) if whole else
+                        s.style_weight * lw / (4.0 * n * n * area.clamp_min(1e-12) ** 2 * norm))
+            factor = per_area * region_weights.to(a.dtype)
+            self._put(f"style_guide_{k}", g.to(a.dtype).contiguous())
+            self._put(f"style_target_{k}", a * area[..., None, None])
+            self._put(f"style_norm_{k}", norm)
+            self._put(f"style_scale_{k}", torch.where(area > 0, factor, torch.zeros_like(factor)))
 
     @torch.no_grad()
     def set_temporal(self, warped: torch.Tensor, weights: torch.Tensor) -> None:
@@ -114,6 +163,20 @@ class Objective(nn.Module):
         self._put("temporal_weights", weights.to(device, torch.float32, non_blocking=True).contiguous())
         self.temporal = True
 
+    def _region_terms(self, features: dict[str, torch.Tensor], parts: dict[str, torch.Tensor]) -> None:
+        """style/<layer> (summed over regions) and style/region<r> (summed over layers) of the guided terms."""
+        s = self.settings
+        regions: list[torch.Tensor | float] = [0.0] * s.regions
+        for k in s.style_layers:
+            guide, target, scale = (self.buffer(kind, k) for kind in ("style_guide", "style_target", "style_scale"))
+            terms = [style_term(features[k], target[:, r], scale[:, r]) if self.whole[k, r]
+                     else guided_style_term(features[k], guide[:, r], target[:, r], scale[:, r])
+                     for r in range(s.regions)]
+            parts[f"style/{k}"] = sum(terms)
+            for r, t in enumerate(terms):
+                regions[r] = regions[r] + t
+        parts.update({f"style/region{r}": t for r, t in enumerate(regions)})
+
     def forward(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss parts of each picture, named as in LossSettings.part_names, each [B] and weighted as they enter
         `loss`; `image` is the target (for total variation)."""
@@ -124,9 +187,12 @@ class Objective(nn.Module):
         with no_autocast(image.device.type):
             content = sum(content_term(features[k], self.buffer("content_target", k), self.buffer("content_scale", k))
                           for k in s.content_layers)
-            for k in s.style_layers:
-                parts[f"style/{k}"] = style_term(features[k], self.buffer("style_target", k),
-                                                 self.buffer("style_scale", k))
+            if s.regions:
+                self._region_terms(features, parts)
+            else:
+                for k in s.style_layers:
+                    parts[f"style/{k}"] = style_term(features[k], self.buffer("style_target", k),
+                                                     self.buffer("style_scale", k))
             style = sum(parts[f"style/{k}"] for k in s.style_layers)
             tv = s.tv_weight * tv_loss(image.float()) if s.tv_weight > 0 else self.zero
             total = content + style + tv if s.tv_weight > 0 else content + style

@@ -21,7 +21,9 @@ from ..errors import ConfigError, OutputError
 from ..files import save_png, say_replaced
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
 from ..keys import objective_settings
+from .. import masks
 from ..model import color
+from ..model.guides import Regions
 from ..model.module import Picture, Schedule
 from . import checkpoint
 
@@ -33,6 +35,7 @@ class Inputs:
     styles: list[Image.Image]
     init: str | Image.Image | torch.Tensor
     render: Callable[[torch.Tensor], Image.Image]
+    regions: Optional[Regions] = None  # masks: a style per region (nst/masks.py)
 
 
 @dataclass
@@ -82,7 +85,7 @@ class Job:
     def picture(self) -> Picture:
         blend = list(self.cfg.data.style_weights or [1.0] * len(self.inputs.styles))
         return Picture(self.inputs.content, self.inputs.styles, [w / sum(blend) for w in blend], self.inputs.init,
-                       self.cfg.seed, self.cfg.data.style_scale)
+                       self.cfg.seed, self.cfg.data.style_scale, self.inputs.regions)
 
 
 def digest(image: Image.Image) -> str:
@@ -108,6 +111,13 @@ def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
         if min(sw, sh) < MIN_SIDE:
             raise ConfigError(f"data.style_scale: {path} ({style.size[0]}x{style.size[1]}) becomes {sw}x{sh}, "
                               f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
+    inputs = _colour(cfg, content, styles, init)
+    inputs.regions = masks.load(cfg.masks, content, styles)
+    return inputs
+
+
+def _colour(cfg: DictConfig, content: Image.Image, styles: list[Image.Image], init: str | Image.Image) -> Inputs:
+    """The images the optimization sees under color.preserve, and the render that makes its target a picture."""
     mode = cfg.color.preserve
     if mode == "none":
         return Inputs(content, styles, init, to_pil)

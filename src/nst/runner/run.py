@@ -27,6 +27,7 @@ from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.objective import LossSettings
 from ..model.vgg import layer_index, load_vgg19
+from .. import masks
 from . import checkpoint
 from .sinks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import (backends_restored, check_accelerator, resolve_accelerator, resolve_precision,
@@ -150,7 +151,8 @@ def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) 
     lw = list(cfg.model.style_layer_weights or [1.0] * len(style_layers))
     total = sum(lw) or 1.0
     loss = LossSettings(content_layers, style_layers, [w / total for w in lw], cfg.loss.content_weight,
-                        cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize, temporal_weight)
+                        cfg.loss.style_weight, cfg.loss.tv_weight, cfg.loss.normalize, temporal_weight,
+                        regions=len(jobs[0].inputs.regions.content) if jobs[0].inputs.regions else 0)
     optimizer = OptimizerSettings(**cfg.optim)
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
                           image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
@@ -274,7 +276,8 @@ class WandbRuns(WandbSink):
 
     def __init__(self, jobs: list[Job], renders, module: StyleTransferModule):
         self.jobs = jobs
-        super().__init__([None] * len(jobs), renders, [p.content for p in module.pictures],
+        contents = [p.content if p.regions is None else masks.overlay(p.content, p.regions) for p in module.pictures]
+        super().__init__([None] * len(jobs), renders, contents,
                          [p.styles[0] for p in module.pictures], module.recording.logged,
                          lambda step: module.schedule.sizes[module.schedule.scale_at(step)])
 
