@@ -32,8 +32,9 @@ from typing import Optional
 
 import torch
 
-from .losses import content_output_grad, content_term, gram_sums, style_from_sums, style_output_grad
+from .losses import content_output_grad, content_term, gram, gram_sums, style_from_sums, style_output_grad
 from .objective import Objective
+from .precision import no_autocast
 from .vgg import CONVS, layer_index
 
 
@@ -119,9 +120,18 @@ def cut(image: torch.Tensor, blk: Block) -> torch.Tensor:
     return image[:, :, y0:y1, x0:x1]
 
 
+def _plan_of(tiling: "Tiling | list[Block] | None", image: torch.Tensor) -> Optional[list[Block]]:
+    return tiling.blocks(*image.shape[-2:]) if isinstance(tiling, Tiling) else tiling
+
+
 @torch.no_grad()
-def features(extractor, image: torch.Tensor, layers: list[str], blocks: list[Block]) -> dict[str, torch.Tensor]:
-    """Whole-image features of `layers`, computed block by block (content targets of a large image)."""
+def features(extractor, image: torch.Tensor, layers: list[str], tiling: "Tiling | list[Block] | None"
+             ) -> dict[str, torch.Tensor]:
+    """Whole-image features of `layers` (content targets), computed block by block when `tiling` (a Tiling or a
+    plan) says so."""
+    blocks = _plan_of(tiling, image)
+    if not blocks:
+        return extractor(image, layers)
     out: dict[str, torch.Tensor] = {}
     h, w = image.shape[-2:]
     for blk in blocks:
@@ -136,8 +146,14 @@ def features(extractor, image: torch.Tensor, layers: list[str], blocks: list[Blo
 
 
 @torch.no_grad()
-def grams(extractor, image: torch.Tensor, layers: list[str], blocks: list[Block]) -> dict[str, torch.Tensor]:
-    """Whole-image Grams F F^T / M of `layers`, summed block by block (the style targets of a large style image)."""
+def grams(extractor, image: torch.Tensor, layers: list[str], tiling: "Tiling | list[Block] | None"
+          ) -> dict[str, torch.Tensor]:
+    """Whole-image Grams F F^T / M of `layers` (style targets), summed block by block when `tiling` says so."""
+    blocks = _plan_of(tiling, image)
+    if not blocks:
+        feats = extractor(image, layers)
+        with no_autocast(image.device.type):
+            return {k: gram(feats[k]) for k in layers}
     sums: dict[str, torch.Tensor] = {}
     h, w = image.shape[-2:]
     for blk in blocks:
@@ -245,3 +261,11 @@ def _finish(objective: Objective, terms: dict[str, torch.Tensor], image: torch.T
         carrier = (image * grad).flatten(1).sum(1)
         terms["content_loss"] = terms["content_loss"] + (carrier - carrier.detach())
     return objective.combine(terms, image)
+
+
+def record(tiling: Optional[Tiling], sizes: list[tuple[int, int]]) -> Optional[dict]:
+    """What metrics.json says about tiling: blocks per evaluation at each scale (1: the whole image), block, margin."""
+    if tiling is None:
+        return None
+    return {"blocks_per_evaluation": [len(tiling.blocks(h, w) or [None]) for h, w in sizes],
+            "block": tiling.block, "margin": tiling.margin, "exact": tiling.exact}

@@ -68,3 +68,20 @@ def device_memory_bytes(accelerator: str, device_index: int = 0) -> tuple[Option
 
 def describe(n: float) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+IMAGE_VECTOR_BYTES_PER_PIXEL = 6 * 3 * 4  # a tiled run's image-sized float32 tensors: image, gradients, last good...
+
+
+def tiled_bytes_per_picture(pixels: int, outer_pixels: int, precision: str, history: int) -> int:
+    """Peak bytes of one picture evaluated block by block: one block with its margin (`outer_pixels`) through
+    VGG19, and the whole image's own vectors (the image, its gradients, the optimizer's state)."""
+    per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(precision, ACTIVATION_BYTES_PER_PIXEL["32-true"])
+    vectors = IMAGE_VECTOR_BYTES_PER_PIXEL + history * VECTOR_PAIR_BYTES_PER_PIXEL
+    return math.ceil(MARGIN * (outer_pixels * per_pixel + pixels * vectors))
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory so far (since it started, not per run), in MB."""
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import logging
 import os
+import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -22,13 +23,13 @@ from omegaconf import DictConfig, ListConfig
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import layers_of, scale_sizes, steps_per_scale, to_yaml
-from ..images import style_side
 from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first_line, signal_name
 from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.objective import LossSettings
+from ..model.tiling import record as tiling_record
 from ..model.vgg import layer_index, load_vgg19
-from . import checkpoint, memory
+from . import checkpoint, memory, tiles
 from .callbacks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import resolve_accelerator, resolve_precision, reuse_freed_memory, tune_backends
 from .interrupt import SignalGuard, StopOnSignal
@@ -140,14 +141,15 @@ def check_memory(cfg: DictConfig, jobs: list[Job]) -> None:
         return
     precision = resolve_precision(str(cfg.trainer.precision), accelerator)
     h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
-    style_side_px = style_side(cfg.data.size, cfg.data.style_scale)
-    needed = memory.FIXED_BYTES + len(jobs) * memory.bytes_per_picture(
-        h * w + style_side_px ** 2 // 2, precision, memory.history_units(cfg.optim.name, cfg.optim.history))
+    tiling = tiles.choose(cfg, list(jobs[0].sizes()), len(jobs))
+    needed = tiles.needed_bytes(cfg, len(jobs), h, w, tiling)  # block by block when tiled
     if needed > available:
+        tiled = " even tiled" if tiling is not None and tiling.blocks(h, w) else ""
         raise ConfigError(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
-                          f"{memory.describe(needed)} in {precision}, more than the {memory.describe(available)} "
-                          f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
-                          f"anyway)")
+                          f"{memory.describe(needed)} in {precision}{tiled}, more than the "
+                          f"{memory.describe(available)} {where} (lower data.size or optim.history, "
+                          f"{'tiling.block' if tiled else 'or set tiling.enabled=true'}, or set "
+                          f"trainer.check_memory=false to try anyway)")
 
 
 def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) -> StyleTransferModule:
@@ -166,9 +168,13 @@ def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) 
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
                           image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
                           save_every=cfg.output.save_every)
+    tiling = tiles.choose(cfg, list(jobs[0].sizes()), len(jobs))
+    line = tiles.describe(tiling, list(jobs[0].sizes()))
+    if line and cfg.trainer.enable_progress_bar:
+        print(line, file=sys.stderr, flush=True)
     return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], loss=loss,
                                schedule=Schedule(scale_sizes(cfg), steps_per_scale(cfg)), optimizer=optimizer,
-                               recording=recording)
+                               recording=recording, tiling=tiling)
 
 
 def module_for(cfg: DictConfig) -> StyleTransferModule:
@@ -386,6 +392,10 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
                    "stopped": "tolerance" if trainer.global_step < trainer.max_steps else "max_steps"}
         if outcome.peak_memory_mb is not None:  # the batch's peak, device memory held by tensors (GPU only)
             metrics["peak_memory_mb"] = outcome.peak_memory_mb
+        if accelerator == "cpu":  # the process's peak resident memory (since it started: a sweep's runs share it)
+            metrics["peak_rss_mb"] = memory.peak_rss_mb()
+        if module.tiling is not None:
+            metrics["tiling"] = tiling_record(module.tiling, list(job.sizes()))
         save_png(image, os.path.join(job.dir, "final.png"))
         save_text(to_yaml(job.cfg), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))
