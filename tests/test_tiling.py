@@ -117,10 +117,10 @@ def test_large_targets_block_by_block():
 
 
 def test_five_lbfgs_steps_give_the_same_image():
-    extractor, objective, image = problem(SHALLOW, 40, 48)
+    extractor, objective, image = problem(SHALLOW, 32, 40)
     tiling = Tiling(16, 12)
     results = []
-    for blocks in (None, tiling.blocks(40, 48)):
+    for blocks in (None, tiling.blocks(32, 40)):
         x = torch.nn.Parameter(image.clone())
         opt = BatchLBFGS([x], lr=1.0, history_size=5, line_search_evals=1)
 
