@@ -85,3 +85,14 @@ def test_a_tiled_module_has_the_same_loss_and_gradient():
     assert (module.tiling is not None) and len(module.tiling.blocks(*module.size_hw(0))) == 4
     assert torch.allclose(results[0][0], results[1][0], rtol=1e-5)
     assert (results[0][1] - results[1][1]).norm() < 1e-4 * results[0][1].norm()
+
+
+def test_the_seam_ratio_sees_seams():
+    import numpy as np
+    from PIL import Image
+    from nst.bench.tiling import seam_ratio
+    ramp = np.tile(np.arange(256, dtype=np.uint8)[None, :], (8, 1))  # the same |dx| everywhere
+    assert seam_ratio(Image.fromarray(ramp), 64) == pytest.approx(1.0)
+    seams = ramp.copy()
+    seams[:, 64::64] = 0  # a dark column at each block boundary
+    assert seam_ratio(Image.fromarray(seams), 64) > 10
