@@ -144,3 +144,20 @@ def test_tiling_checks_alignment():
     Tiling(128, 80).check(PAPER[0] + PAPER[1])
     assert Tiling(128, 80, from_pixels=10**6).blocks(512, 512) is None  # below the threshold: whole
     assert len(Tiling(128, 80).blocks(512, 512)) == 16
+
+
+def test_tiled_in_bf16_autocast_is_close():
+    """bf16-mixed: the features in bf16, the loss in float32, tiled or whole (equal to bf16 rounding only)."""
+    extractor, objective, image = problem(SHALLOW, 48, 72)
+    extractor.float()
+    objective.float()
+    image = image.float()
+    results = []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for fn in (lambda x: objective(extractor(x, objective.settings.layers), x),
+                   lambda x: evaluate(extractor, objective, x, plan(48, 72, 32, 12))):
+            results.append(loss_and_grad(fn, image))
+    (p0, g0), (p1, g1) = results
+    assert p1["loss"].dtype == torch.float32
+    assert ((p1["loss"] - p0["loss"]).abs() / p0["loss"]).max() < 2e-2
+    assert (g1 - g0).norm() < 0.1 * g0.norm()

@@ -1,7 +1,7 @@
 """`make bench-tiling`: tiled against whole evaluations (model/tiling.py); backs docs/benchmarks.md's tiling table.
 
     python -m nst.bench.tiling                       # about 10 minutes on 2 busy CPU cores
-    python -m nst.bench.tiling --sizes 256 --seam-steps 0
+    python -m nst.bench.tiling --sizes 384 --only-tiled 0 --seam-steps 0
 
 Each measurement runs in a fresh process, so that its peak resident memory is its own:
 - at each size of --sizes (the paper's layers to conv5_1, 32-true, the real weights), the seconds per evaluation
@@ -115,11 +115,12 @@ def seam_run(args, enabled: str) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="*", default=[256, 512])
-    p.add_argument("--block", type=int, default=256)
+    p.add_argument("--sizes", type=int, nargs="*", default=[384, 512])
+    p.add_argument("--block", type=int, default=192)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only-tiled", type=int, default=1024, help="a size that fits only tiled (0: skip)")
-    p.add_argument("--limit-mb", type=int, default=1536, help="the faked free memory for --only-tiled")
+    p.add_argument("--only-tiled-block", type=int, default=512)
+    p.add_argument("--limit-mb", type=int, default=3072, help="the faked free memory for --only-tiled")
     p.add_argument("--seam-size", type=int, default=512)
     p.add_argument("--seam-block", type=int, default=128)
     p.add_argument("--seam-steps", type=int, default=8, help="0: skip the seam check")
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
         report["rows"].append(row)
         print(json.dumps(row))
     if args.only_tiled:
-        only = child(["--size", str(args.only_tiled), "--enabled", "auto", "--block", str(args.block),
+        only = child(["--size", str(args.only_tiled), "--enabled", "auto", "--block", str(args.only_tiled_block),
                       "--repeats", "1", "--limit-mb", str(args.limit_mb)], "nst.bench.tiling")
         only["faked_free_mb"] = args.limit_mb
         report["only_tiled"] = only

@@ -158,9 +158,10 @@ def grams(extractor, image: torch.Tensor, layers: list[str], tiling: "Tiling | l
     h, w = image.shape[-2:]
     for blk in blocks:
         feats = extractor(cut(image, blk), layers)
-        for k in layers:
-            g = gram_sums(crop(feats[k], k, blk))
-            sums[k] = g if k not in sums else sums[k] + g
+        with no_autocast(image.device.type):
+            for k in layers:
+                g = gram_sums(crop(feats[k], k, blk))
+                sums[k] = g if k not in sums else sums[k] + g
     return {k: v / ((h // stride(k)) * (w // stride(k))) for k, v in sums.items()}
 
 
@@ -176,20 +177,21 @@ def evaluate(extractor, objective: Objective, image: torch.Tensor, blocks: list[
     sums: dict[str, torch.Tensor] = {}
     with torch.no_grad():  # pass 1: the whole image's Gram sums and content error
         for blk in blocks:
-            feats = extractor(cut(image, blk), s.layers)
-            for k in s.content_layers:
-                c = content_term(crop(feats[k], k, blk), global_crop(objective.buffer("content_target", k), k, blk),
-                                 objective.buffer("content_scale", k))
-                content = content + c
-            for k in s.style_layers:
-                g = gram_sums(crop(feats[k], k, blk))
-                sums[k] = g if k not in sums else sums[k] + g
+            feats = extractor(cut(image, blk), s.layers)  # in the training precision; the loss in float32
+            with no_autocast(image.device.type):
+                for k in s.content_layers:
+                    content = content + content_term(crop(feats[k], k, blk), global_crop(
+                        objective.buffer("content_target", k), k, blk), objective.buffer("content_scale", k))
+                for k in s.style_layers:
+                    g = gram_sums(crop(feats[k], k, blk))
+                    sums[k] = g if k not in sums else sums[k] + g
     terms = {"content_loss": content}
     diffs = {}
-    for k in s.style_layers:
-        terms[f"style/{k}"] = style_from_sums(sums[k], objective.buffer("style_target", k),
-                                              objective.buffer("style_scale", k))
-        diffs[k] = sums[k] - objective.buffer("style_target", k)
+    with no_autocast(image.device.type):
+        for k in s.style_layers:
+            terms[f"style/{k}"] = style_from_sums(sums[k], objective.buffer("style_target", k),
+                                                  objective.buffer("style_scale", k))
+            diffs[k] = sums[k] - objective.buffer("style_target", k)
     grad = None
     if torch.is_grad_enabled() and image.requires_grad:
         grad = _gradient(extractor, objective, image, blocks, diffs)
@@ -208,15 +210,16 @@ def _gradient(extractor, objective: Objective, image: torch.Tensor, blocks: list
             feats = extractor(x, s.layers)
         outs: dict[str, torch.Tensor] = {}
         grads: dict[str, torch.Tensor] = {}
-        for k in s.layers:
-            outs[k] = crop(feats[k], k, blk)
-            g = 0
-            if k in s.content_layers:
-                target = global_crop(objective.buffer("content_target", k), k, blk)
-                g = g + content_output_grad(outs[k], target, objective.buffer("content_scale", k))
-            if k in s.style_layers:
-                g = g + style_output_grad(outs[k], diffs[k], objective.buffer("style_scale", k))
-            grads[k] = g.to(outs[k].dtype)
+        with no_autocast(image.device.type):
+            for k in s.layers:
+                outs[k] = crop(feats[k], k, blk)
+                g = 0
+                if k in s.content_layers:
+                    target = global_crop(objective.buffer("content_target", k), k, blk)
+                    g = g + content_output_grad(outs[k], target, objective.buffer("content_scale", k))
+                if k in s.style_layers:
+                    g = g + style_output_grad(outs[k], diffs[k], objective.buffer("style_scale", k))
+                grads[k] = g.to(outs[k].dtype)
         (gx,) = torch.autograd.grad(list(outs.values()), x, list(grads.values()))
         cut(grad, blk).add_(gx)
         del feats, outs, grads, gx, x
@@ -236,6 +239,7 @@ def _approximate(extractor, objective: Objective, image: torch.Tensor, blocks: l
         x = cut(image.detach(), blk).clone().requires_grad_(want_grad)
         with torch.set_grad_enabled(want_grad):
             feats = extractor(x, s.layers)
+        with torch.set_grad_enabled(want_grad), no_autocast(image.device.type):
             part = {"content_loss": sum(content_term(crop(feats[k], k, blk),
                                                      global_crop(objective.buffer("content_target", k), k, blk),
                                                      objective.buffer("content_scale", k)) for k in s.content_layers)}
