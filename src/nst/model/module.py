@@ -35,7 +35,6 @@ from PIL import Image
 from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
 from .precision import exact_float32, no_autocast
-from .losses import gram
 from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
 from . import tiling as tiles
