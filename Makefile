@@ -9,7 +9,7 @@ NPROC  ?= 2
 # The lowest versions pyproject.toml allows, for make test-min
 MIN_PINS := torch==2.5.0 torchvision==0.20.0 lightning==2.6.0 wandb==0.19.10 pillow==10.1.0 omegaconf==2.3.0
 
-.PHONY: help setup run test docs-check test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples video bench-video masks
+.PHONY: help setup run test docs-check test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples video bench-video masks bench-tiling
 
 # GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
 # one, else python3 with src/ on the path.
@@ -61,6 +61,9 @@ bench-gpu:  ## every GPU figure in one time-bounded run (under 9 min): bench_gpu
 
 bench-schedule: $(STAMP)  ## coarse-to-fine schedules side by side: final loss vs seconds; outputs/bench_schedule.json, .png
 	$(PY) -m nst.bench.schedule $(ARGS)
+
+bench-tiling: $(STAMP)  ## tiled vs whole evaluations (time, peak RSS, loss, seams); outputs/bench_tiling.json
+	$(PY) -m nst.bench.tiling $(ARGS)
 
 bench-parts: $(STAMP)  ## where an evaluation's time goes (convolutions, Grams, layouts, allocator); outputs/bench_parts.json
 	$(PY) -m nst.bench.parts $(ARGS)

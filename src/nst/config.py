@@ -127,6 +127,15 @@ class TrainerConfig:
 
 
 @dataclass
+class TilingConfig:
+    """Exact tiled evaluation of large images, block by block (Galerne et al. 2024; docs/tiling.md)."""
+    enabled: Any = "auto"  # auto: tile a scale only when it would not fit whole in memory | true | false
+    block: int = 512  # interior side of a block in px, a multiple of 16 (of 4 with layers up to conv3_x)
+    margin: Any = "auto"  # px around a block; auto: the deepest layer's reach (80 at conv5_1); less: exact=false only
+    exact: bool = True  # false: each block's own Gram against the style's (a baseline with seams, for comparison)
+
+
+@dataclass
 class OutputConfig:
     dir: str = "outputs/run"  # where the run writes final.png, config.yaml, metrics.json, last.ckpt
     save_every: int = 0  # write step_NNNNN.png every N steps (0: only final.png)
@@ -194,6 +203,7 @@ class Config:
     scales: ScalesConfig = field(default_factory=ScalesConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
     masks: MasksConfig = field(default_factory=MasksConfig)
+    tiling: TilingConfig = field(default_factory=TilingConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -369,6 +379,10 @@ def validate(cfg: DictConfig) -> None:
     validate_sweep(cfg.sweep)
     validate_video(cfg.video)
     masks.check_config(cfg.masks, len(styles), bool(cfg.sweep.contents or cfg.sweep.pairs))
+    validate_tiling(cfg.tiling, content + style)
+    if cfg.masks.content and cfg.tiling.enabled is True:
+        raise ConfigError("tiling.enabled: masks are not tiled (guided Grams are evaluated whole): use "
+                          "tiling.enabled=auto or false with masks.content")
 
 
 def bounded_integers(node: DictConfig | ListConfig, prefix: str = "") -> None:
@@ -379,6 +393,23 @@ def bounded_integers(node: DictConfig | ListConfig, prefix: str = "") -> None:
             bounded_integers(v, key)
         elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT_LIMIT:
             raise ConfigError(f"{key}: {v} is out of range (integers are at most {INT_LIMIT})")
+
+
+def validate_tiling(t: DictConfig, layers: list[str]) -> None:
+    if t.enabled not in (True, False, "auto"):
+        raise ConfigError(f"tiling.enabled: expected auto, true or false, got {t.enabled!r}")
+    if not (t.margin == "auto" or (isinstance(t.margin, int) and not isinstance(t.margin, bool))):
+        raise ConfigError(f"tiling.margin: expected auto or a number of pixels, got {t.margin!r}")
+    from .model.tiling import Tiling, auto_margin  # torch: only when a config is checked, not for --help
+
+    need = auto_margin(layers)
+    try:
+        Tiling(t.block, need if t.margin == "auto" else t.margin).check(layers)
+    except ValueError as e:
+        raise ConfigError(f"tiling.block, tiling.margin: {e}") from None
+    if t.margin != "auto" and t.margin < need and t.exact:
+        raise ConfigError(f"tiling.margin: {t.margin} px is less than the {need} px {max(layers, key=LAYERS.index)} "
+                          f"sees around a block: not exact (use auto, or tiling.exact=false for the approximation)")
 
 
 def validate_video(video: DictConfig) -> None:

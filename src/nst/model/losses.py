@@ -46,6 +46,11 @@ class _GramProduct(torch.autograd.Function):
         return torch.bmm(f, grad + grad.transpose(1, 2))
 
 
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """float32 for a loss, unless already float64 (the exactness tests run in float64)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def gram_sums(features: torch.Tensor) -> torch.Tensor:
     """F F^T for features [B, N, H, W] (N channels, H*W positions): [B, N, N] in float32 (float64 stays)."""
     b, n, h, w = features.shape
@@ -75,7 +80,27 @@ def style_term(features: torch.Tensor, target_sums: torch.Tensor, scale: torch.T
     With T = M A (the style's Gram times the positions of these features) and scale = weight / (4 N^2 M^2 norm),
     it equals weight * gatys_style_loss(gram(features), A, N) / norm: the 1/M of the Gram folds into `scale`.
     """
-    return ((gram_sums(features) - target_sums) ** 2).sum((1, 2)) * scale
+    return style_from_sums(gram_sums(features), target_sums, scale)
+
+
+def style_from_sums(sums: torch.Tensor, target_sums: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum((S - T)^2) per image, for Gram sums S = F F^T (of a whole image, or added up block by block)."""
+    return ((sums - target_sums) ** 2).sum((1, 2)) * scale
+
+
+def style_output_grad(features: torch.Tensor, diff: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The gradient of style_from_sums with respect to `features` [B, N, H, W] that are part of the image whose Gram
+    sums differ from the target by `diff` [B, N, N] (symmetric): 4 scale dS F, in the features' dtype and layout."""
+    b, n, h, w = features.shape
+    f = features.permute(0, 2, 3, 1).reshape(b, h * w, n)
+    dtype = f.dtype if f.dtype in (torch.float32, torch.float64, torch.bfloat16) else torch.float32
+    m = (diff * (4.0 * scale)[:, None, None]).to(dtype)
+    return torch.bmm(f.to(dtype), m).reshape(b, h, w, n).permute(0, 3, 1, 2).to(features.dtype)
+
+
+def content_output_grad(features: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The gradient of content_term with respect to `features`: 2 scale (F - T), in the features' dtype."""
+    return ((wide(features) - target) * (2.0 * scale)[:, None, None, None]).to(features.dtype)
 
 
 def guided_gram_sums(features: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
@@ -103,7 +128,7 @@ def content_term(features: torch.Tensor, target: torch.Tensor, scale: torch.Tens
     deeper layers' gradient costs ten times a plain add.
     """
     f, t = features.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
-    return ((f.float() - t) ** 2).sum((1, 2, 3)) * scale
+    return ((wide(f) - t) ** 2).sum((1, 2, 3)) * scale
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:

@@ -36,9 +36,9 @@ from ..errors import TrainingError
 from ..images import fit_size, resize_longest, style_side, to_tensor
 from .precision import exact_float32, no_autocast
 from .guides import Regions, batch_region_targets
-from .losses import gram
 from .objective import LossSettings, Objective
 from .optim import BatchLBFGS
+from . import tiling as tiles
 from .vgg import VGG19Features
 
 PROGRESS_LINES = 10  # progress updates per run
@@ -120,8 +120,10 @@ class Outcome:
 
 class StyleTransferModule(L.LightningModule):
     def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], loss: LossSettings,
-                 schedule: Schedule, optimizer: OptimizerSettings, recording: Recording):
+                 schedule: Schedule, optimizer: OptimizerSettings, recording: Recording,
+                 tiling: Optional[tiles.Tiling] = None):
         super().__init__()
+        self.tiling = tiling  # None: every evaluation is of the whole image (model/tiling.py)
         self.automatic_optimization = False
         self.extractor = extractor
         self.pictures = pictures
@@ -199,7 +201,7 @@ class StyleTransferModule(L.LightningModule):
 
     def _compute_targets(self, scale: int) -> None:
         settings = self.objective.settings
-        content = self.extractor(self.content_at(scale), settings.content_layers)
+        content = tiles.features(self.extractor, self.content_at(scale), settings.content_layers, self.tiling)
         if settings.regions:  # one guided Gram per region and style (Gatys et al. 2017)
             styles = [[self.style_at(s, self.style_side(scale, p)) for s in p.styles] for p in self.pictures]
             grams, guides, weights = batch_region_targets(self.pictures, styles, *self.size_hw(scale),
@@ -214,9 +216,8 @@ class StyleTransferModule(L.LightningModule):
             for weight, style in zip(p.blend, p.styles):
                 key = (id(style), longest)
                 if key not in cache:
-                    feats = self.extractor(self.style_at(style, longest), settings.style_layers)
-                    with no_autocast(self.device.type):
-                        cache[key] = {k: gram(feats[k]) for k in settings.style_layers}
+                    cache[key] = tiles.grams(self.extractor, self.style_at(style, longest), settings.style_layers,
+                                             self.tiling)
                 for k in settings.style_layers:
                     blended[k] = blended[k] + weight * cache[key][k]
             for k in settings.style_layers:
@@ -226,7 +227,11 @@ class StyleTransferModule(L.LightningModule):
 
     def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-picture total loss [B] and its named parts (each [B], weighted as they enter the total)."""
-        parts = self.objective(self.extractor(image, self.objective.settings.layers), image)
+        if self.tiling is not None and self.tiling.blocks(*image.shape[-2:]):  # block by block (model/tiling.py)
+            parts = tiles.evaluate(self.extractor, self.objective, image, self.tiling.blocks(*image.shape[-2:]),
+                                   self.tiling.exact)
+        else:
+            parts = self.objective(self.extractor(image, self.objective.settings.layers), image)
         return parts["loss"], parts
 
     # ------------------------------------------------------------------ scales

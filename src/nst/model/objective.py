@@ -183,16 +183,28 @@ class Objective(nn.Module):
         if not self.ready:
             raise RuntimeError("Objective: set_targets must be called before the loss")
         s = self.settings
-        parts: dict[str, torch.Tensor] = {}
+        terms: dict[str, torch.Tensor] = {}
         with no_autocast(image.device.type):
-            content = sum(content_term(features[k], self.buffer("content_target", k), self.buffer("content_scale", k))
-                          for k in s.content_layers)
+            terms["content_loss"] = sum(content_term(features[k], self.buffer("content_target", k),
+                                                     self.buffer("content_scale", k)) for k in s.content_layers)
             if s.regions:
-                self._region_terms(features, parts)
+                self._region_terms(features, terms)
             else:
                 for k in s.style_layers:
-                    parts[f"style/{k}"] = style_term(features[k], self.buffer("style_target", k),
+                    terms[f"style/{k}"] = style_term(features[k], self.buffer("style_target", k),
                                                      self.buffer("style_scale", k))
+        return self.combine(terms, image)
+
+    def combine(self, terms: dict[str, torch.Tensor], image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss parts from the feature terms ("content_loss", each "style/<layer>" and, with masks, each
+        "style/region<r>", [B]) and the terms of the whole image (total variation, temporal). Tiled evaluation
+        (model/tiling.py) sums the feature terms block by block and comes in here."""
+        if not self.ready:
+            raise RuntimeError("Objective: set_targets must be called before the loss")
+        s = self.settings
+        parts: dict[str, torch.Tensor] = {k: v for k, v in terms.items() if k != "content_loss"}
+        with no_autocast(image.device.type):
+            content = terms["content_loss"]
             style = sum(parts[f"style/{k}"] for k in s.style_layers)
             tv = s.tv_weight * tv_loss(image.float()) if s.tv_weight > 0 else self.zero
             total = content + style + tv if s.tv_weight > 0 else content + style

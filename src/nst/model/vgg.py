@@ -94,9 +94,11 @@ class VGG19Features(nn.Module):
         if last >= len(self.layers):
             raise ValueError(f"layer {LAYERS[last]} is beyond this extractor (built up to {self.layers[-1]})")
         device_type = image.device.type
-        dtype = compute_dtype(device_type)
+        # float64 images stay float64 (exactness tests); everything else computes in autocast's dtype or float32
+        dtype = torch.float64 if image.dtype == torch.float64 else compute_dtype(device_type)
         params = self._weights(dtype)
-        x = self.normalize(image.float()).to(dtype).contiguous(memory_format=torch.channels_last)
+        x = self.normalize(image if dtype == torch.float64 else image.float())
+        x = x.to(dtype).contiguous(memory_format=torch.channels_last)
         out = {}
         with no_autocast(device_type):
             for name in LAYERS[: last + 1]:

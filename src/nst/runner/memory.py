@@ -21,11 +21,8 @@ import os
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig, ListConfig
 
 from ..errors import ConfigError
-from ..images import style_side
-from .hardware import resolve_accelerator, resolve_precision
 
 ACTIVATION_BYTES_PER_PIXEL = {"bf16-mixed": 2000, "16-mixed": 2000, "32-true": 3400}
 VECTOR_PAIR_BYTES_PER_PIXEL = 2 * 3 * 4  # two image-sized float32 vectors (an L-BFGS (s, y) pair, Adam's moments)
@@ -160,28 +157,22 @@ class TooLarge(ConfigError):
     """A batch the device's free memory cannot hold (check_memory): a sweep runs it in halves, like an OOM."""
 
 
-def check_memory(cfg: DictConfig, jobs: list) -> None:
-    """TooLarge (a ConfigError), before anything is allocated (jobs: runner/job.py's, of one size), when the batch would need more memory than its
-    device has free (the machine's, on the CPU); trainer.check_memory=false skips it. The estimate is the one
-    `sweep.batch=auto` fills a GPU with (batch_bytes)."""
-    if not cfg.trainer.check_memory:
-        return
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
-    devices = cfg.trainer.devices
-    index = int(devices[0]) if isinstance(devices, ListConfig) else 0
-    available, where = device_memory_bytes(accelerator, index)
-    if available is None:
-        return
-    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
-    h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
-    needed = batch_bytes(len(jobs), h * w, style_side(cfg.data.size, cfg.data.style_scale) ** 2, precision,
-                                history_units(cfg.optim.name, cfg.optim.history))
-    if needed > available:
-        raise TooLarge(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
-                       f"{describe(needed)} in {precision}, more than the {describe(available)} "
-                       f"{where} (lower data.size or optim.history, or set trainer.check_memory=false to try "
-                       f"anyway)")
-
-
 def describe(n: float) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+IMAGE_VECTOR_BYTES_PER_PIXEL = 6 * 3 * 4  # a tiled run's image-sized float32 tensors: image, gradients, last good...
+
+
+def tiled_bytes_per_picture(pixels: int, outer_pixels: int, precision: str, history: int) -> int:
+    """Peak bytes of one picture evaluated block by block: one block with its margin (`outer_pixels`) through
+    VGG19, and the whole image's own vectors (the image, its gradients, the optimizer's state)."""
+    per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(precision, ACTIVATION_BYTES_PER_PIXEL["32-true"])
+    vectors = IMAGE_VECTOR_BYTES_PER_PIXEL + history * VECTOR_PAIR_BYTES_PER_PIXEL
+    return math.ceil(MARGIN * (outer_pixels * per_pixel + pixels * vectors))
+
+
+def peak_rss_mb() -> int:
+    """This process's peak resident memory so far (since it started, not per run), in MB."""
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

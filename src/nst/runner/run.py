@@ -11,6 +11,7 @@ import contextlib
 import copy
 import logging
 import os
+import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -26,16 +27,17 @@ from ..errors import ConfigError, Interrupted, OutputError, TrainingError, first
 from ..files import remove_leftovers, save_json, save_png, save_text
 from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
 from ..model.objective import LossSettings
+from ..model.tiling import record as tiling_record
 from ..model.vgg import layer_index, load_vgg19
 from .. import masks
-from . import checkpoint
+from . import checkpoint, memory, tiles
 from .sinks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import (backends_restored, check_accelerator, resolve_accelerator, resolve_precision,
                        reuse_freed_memory, tune_backends)
 from .interrupt import SignalGuard, StopOnSignal
 from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
-from .memory import check_memory
+from .tiles import check_memory
 from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
 from .tracking import finish, resolve_mode, start_run
 
@@ -157,9 +159,13 @@ def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) 
     recording = Recording(cfg.trainer.max_steps, cfg.logger.log_every,
                           image_every=cfg.logger.image_every if resolve_mode(cfg.logger.mode) != "disabled" else 0,
                           save_every=cfg.output.save_every)
+    tiling = tiles.choose(cfg, list(jobs[0].sizes()), len(jobs))
+    line = tiles.describe(tiling, list(jobs[0].sizes()))
+    if line and cfg.trainer.enable_progress_bar:
+        print(line, file=sys.stderr, flush=True)
     return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], loss=loss,
                                schedule=Schedule(scale_sizes(cfg), steps_per_scale(cfg)), optimizer=optimizer,
-                               recording=recording)
+                               recording=recording, tiling=tiling)
 
 
 def module_for(cfg: DictConfig) -> StyleTransferModule:
@@ -377,6 +383,10 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
                    "stopped": "tolerance" if trainer.global_step < trainer.max_steps else "max_steps"}
         if outcome.peak_memory_mb is not None:  # the batch's peak, device memory held by tensors (GPU only)
             metrics["peak_memory_mb"] = outcome.peak_memory_mb
+        if accelerator == "cpu":  # the process's peak resident memory (since it started: a sweep's runs share it)
+            metrics["peak_rss_mb"] = memory.peak_rss_mb()
+        if module.tiling is not None:
+            metrics["tiling"] = tiling_record(module.tiling, list(job.sizes()))
         save_png(image, os.path.join(job.dir, "final.png"))
         save_text(job.config_yaml(), os.path.join(job.dir, "config.yaml"))
         save_json(metrics, os.path.join(job.dir, "metrics.json"))

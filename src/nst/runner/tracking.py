@@ -242,7 +242,8 @@ def log_final(run, cfg: DictConfig, folder: str, metrics: dict) -> None:
                 summary[key] = value
     size = metrics.get("size") or [None, None]
     facts = {"stopped": metrics.get("stopped"), "precision": metrics.get("precision"), "height": size[0],
-             "width": size[1], "steps": metrics.get("steps")}
+             "width": size[1], "steps": metrics.get("steps"),
+             "tiling_blocks": (metrics.get("tiling") or {}).get("blocks_per_evaluation", [1])[-1]}  # 1: whole
     run.summary.update({**summary, **facts})
     run.config.update({"used": {**used(cfg), **facts}}, allow_val_change=True)
     meta = {**{k: metrics[k] for k in metrics if k in LOSS_KEYS or k in ("steps", "seconds", "size", "precision")},
