@@ -15,7 +15,6 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import masks
 from .errors import ConfigError, first_line
 from .model.layers import LAYERS, NAMED_SOURCES, looks_like_path
 from .paths import named_config, resolve_inputs
@@ -378,6 +377,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"resume: expected true, false or force, got {cfg.resume!r}")
     validate_sweep(cfg.sweep)
     validate_video(cfg.video)
+    from . import masks  # torch: only when a config is checked, not for --help
+
     masks.check_config(cfg.masks, len(styles), bool(cfg.sweep.contents or cfg.sweep.pairs))
     validate_tiling(cfg.tiling, content + style)
     if cfg.masks.content and cfg.tiling.enabled is True:
