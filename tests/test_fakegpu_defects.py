@@ -150,7 +150,7 @@ def test_auto_batches_count_the_processes_that_really_share_a_gpu(launcher, env,
 
 
 def test_the_wandb_record_names_the_runs_own_gpu_not_the_threads_current_one():
-    from nst.runner.tracking import used
+    from nst.runner.wandb import used
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "trainer.accelerator=gpu",
                              "trainer.devices=[1]"])
     with fake_gpu((9, 0), count=2) as gpu:

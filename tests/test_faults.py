@@ -33,7 +33,7 @@ def test_a_value_that_would_fail_late_is_one_line_up_front(tmp_path, capsys, ove
 
 def test_a_wandb_id_that_is_garbage_or_not_a_file_is_no_id(tmp_path, capsys):
     """(g) T3, T7: binary bytes do not stop a fresh run; a FIFO is not read (it would block for ever)."""
-    from nst.runner.tracking import read_id
+    from nst.runner.wandb import read_id
     out = tmp_path / "out"
     out.mkdir()
     (out / "wandb_id").write_bytes(b"\xff\xfe\x00\x9c garbage \xc3")
