@@ -105,7 +105,7 @@ def test_a_batch_out_of_cublas_memory_or_refused_by_its_check_is_halved_never_fa
 # ----------------------------------------------------------------------------- one memory estimate
 
 def _work(cfg, hw):
-    from nst.sweep.batch import batch_limit
+    from nst.sweep.assign import batch_limit
     h, w = hw
     return batch_limit, SimpleNamespace(cfg=cfg, key=(((w, h),), 0, ()))
 

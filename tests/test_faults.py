@@ -167,7 +167,8 @@ def test_a_chunk_takes_its_seam_only_from_a_previous_chunk_made_like_it_and_a_re
     seam still records it (its metrics get the seam's warping error, not null)."""
     from nst.config import to_yaml
     from nst.images import to_tensor
-    from nst.sweep.batch import Work, seam_of
+    from nst.sweep.assign import Work
+    from nst.sweep.batch import seam_of
     from nst.sweep.plan import pair_config, plan
     from nst.video.resume import save_progress
     from nst.video.run import prepare_video
