@@ -17,7 +17,7 @@ from helpers.train import assert_one_line_error, cli
 from nst.config import load_config
 from nst.images import to_tensor
 from nst.video import flow as flows
-from nst.video import io as vio
+from nst.video import decode, encode
 
 BUNNY = os.path.join(ROOT, "assets", "bigbuckbunny.mp4")
 SHIFT = 3  # pixels per frame of the pan
@@ -32,7 +32,7 @@ def pan_frames(n: int, size=(48, 32), shift: int = SHIFT) -> list[Image.Image]:
 
 def pan_clip(tmp_path, n=4, size=(48, 32), name="pan.mp4") -> str:
     path = str(tmp_path / name)
-    vio.write_video(path, pan_frames(n, size), Fraction(10), crf=0)
+    encode.write_video(path, pan_frames(n, size), Fraction(10), crf=0)
     return path
 
 
@@ -45,12 +45,12 @@ def video_args(out, content, *extra, size=48):
 # ----------------------------------------------------------------------------- decode and encode
 
 def test_a_cut_of_a_clip_round_trips_with_its_frame_count_rate_and_audio(tmp_path):
-    clip = vio.read_clip(BUNNY, 64, start=10, max_frames=8)
+    clip = decode.read_clip(BUNNY, 64, start=10, max_frames=8)
     assert len(clip.frames) == 8 and clip.fps == 25 and clip.audio
     assert clip.size == (64, 36) and clip.start_time == pytest.approx(0.4)
     out = str(tmp_path / "cut.mp4")
-    vio.write_video(out, clip.frames, clip.fps, clip.source, clip.start_time, clip.duration)
-    p = vio.probe(out)
+    encode.write_video(out, clip.frames, clip.fps, clip.source, clip.start_time, clip.duration)
+    p = encode.probe(out)
     assert (p.frames, p.fps, p.size, p.codec, p.pix_fmt, p.audio) == (8, 25, (64, 36), "h264", "yuv420p", "aac")
     assert 12 <= p.audio_packets <= 17  # 0.32 s of 48 kHz AAC: 1024 samples a packet, about 15
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
@@ -59,10 +59,10 @@ def test_a_cut_of_a_clip_round_trips_with_its_frame_count_rate_and_audio(tmp_pat
 def test_frames_from_a_folder_and_a_glob_are_a_clip(tmp_path):
     for t, im in enumerate(pan_frames(3)):
         im.save(tmp_path / f"f{t:03d}.png")
-    folder = vio.read_clip(str(tmp_path), 48, fps=12)
-    glob_ = vio.read_clip(str(tmp_path / "f*.png"), 48, max_frames=2)
+    folder = decode.read_clip(str(tmp_path), 48, fps=12)
+    glob_ = decode.read_clip(str(tmp_path / "f*.png"), 48, max_frames=2)
     assert len(folder.frames) == 3 and folder.fps == 12 and len(glob_.frames) == 2
-    assert vio.is_video(str(tmp_path)) and vio.is_video(str(tmp_path / "*.png")) and not vio.is_video(CONTENT)
+    assert decode.is_video(str(tmp_path)) and decode.is_video(str(tmp_path / "*.png")) and not decode.is_video(CONTENT)
 
 
 # ----------------------------------------------------------------------------- flow, warp, reliability
@@ -145,7 +145,7 @@ def test_the_temporal_loss_lowers_the_warping_error_against_the_per_frame_baseli
         code, err = cli(capsys, video_args(out, clip, f"video.temporal={temporal}", "video.temporal_weight=1000"))
         assert code == 0, err
         results[temporal] = json.loads((out / "metrics.json").read_text())
-        p = vio.probe(str(out / "final.mp4"))
+        p = encode.probe(str(out / "final.mp4"))
         assert (p.frames, p.fps, p.size, p.audio) == (4, 10, (48, 32), None)
         assert sorted(os.listdir(out / "frames")) == [f"{t:05d}.png" for t in (1, 2, 3, 4)]
     on, off = results["true"], results["false"]
@@ -189,7 +189,7 @@ def test_a_killed_video_resumes_at_its_next_frame_keeping_frames_and_flow(tmp_pa
     assert calls == [0, 1, 2, 3]  # frames 3 and 4 only in the resumed run
     assert {p: os.stat(out / p).st_mtime_ns for p in kept} == kept
     assert (1, 1) not in computed and (2, 1) in computed
-    assert vio.probe(str(out / "final.mp4")).frames == 4
+    assert encode.probe(str(out / "final.mp4")).frames == 4
     assert [r["frame"] for r in json.loads((out / "metrics.json").read_text())["per_frame"]] == [1, 2, 3, 4]
 
 
@@ -282,7 +282,7 @@ def test_rotation_metadata_variable_rate_and_odd_sizes_are_handled(tmp_path, cap
             f.pts, f.time_base = i, Fraction(1, 10)
             out.mux(s.encode(f))
         out.mux(s.encode(None))
-    clip = vio.read_clip(rotated, 48)
+    clip = decode.read_clip(rotated, 48)
     assert clip.size == (32, 48) and clip.rotation in (90, 270) and len(clip.frames) == 3
     # variable frame rate: every frame kept, encoded at the average rate, and said so
     vfr = str(tmp_path / "vfr.mp4")
@@ -295,7 +295,7 @@ def test_rotation_metadata_variable_rate_and_odd_sizes_are_handled(tmp_path, cap
             f.pts, f.time_base = pts, Fraction(1, 100)
             out.mux(s.encode(f))
         out.mux(s.encode(None))
-    clip = vio.read_clip(vfr, 48)
+    clip = decode.read_clip(vfr, 48)
     assert len(clip.frames) == 5 and clip.variable_rate and "variable frame rate" in clip.notes[0]
     # odd sides: a 51x37 clip becomes an even-sided final.mp4 with every frame
     odd = str(tmp_path / "odd")
@@ -305,7 +305,7 @@ def test_rotation_metadata_variable_rate_and_odd_sizes_are_handled(tmp_path, cap
     out = tmp_path / "out"
     code, err = cli(capsys, video_args(out, odd, "video.fps=8", size=51))
     assert code == 0, err
-    p = vio.probe(str(out / "final.mp4"))
+    p = encode.probe(str(out / "final.mp4"))
     assert p.frames == 2 and p.size[0] % 2 == 0 and p.size[1] % 2 == 0 and p.fps == 8
 
 
@@ -318,7 +318,7 @@ def test_wandb_gets_the_frames_losses_the_temporal_loss_and_the_videos(tmp_path,
     (run,) = offline_runs(str(out))
     assert {"loss", "style_loss", "temporal_loss", "frame", "frame/loss", "frame/temporal_loss"} <= run.history_keys
     assert {"video/_type", "video_side_by_side/_type"} <= run.history_keys
-    assert vio.probe(str(out / "side_by_side.mp4")).size == (48 * 2 + 4, 32)
+    assert encode.probe(str(out / "side_by_side.mp4")).size == (48 * 2 + 4, 32)
 
 
 def test_a_video_computes_nothing_on_a_module_after_its_frames_teardown(tmp_path, capsys, one_thread):
@@ -351,7 +351,7 @@ def test_a_sweep_over_a_video_and_two_styles_writes_and_a_rerun_skips_and_resume
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert sorted(ran(first.stdout)) == pairs
     for name in pairs:
-        assert vio.probe(str(out / name / "final.mp4")).frames == 3
+        assert encode.probe(str(out / name / "final.mp4")).frames == 3
         m = json.loads((out / name / "metrics.json").read_text())
         assert m["frames"] == 3 and m["batch"] == 1 and m["steps"] == 5 + 2 + 2
     rows = summary(out)
@@ -383,7 +383,7 @@ def test_a_sweep_over_a_video_and_two_styles_writes_and_a_rerun_skips_and_resume
     assert {p: os.stat(killed / p).st_mtime_ns for p in kept} == kept
     m = json.loads((killed / "metrics.json").read_text())
     assert m["per_frame"][:2] == progress["frames"] and m["per_frame"][2]["frame"] == 3
-    assert vio.probe(str(killed / "final.mp4")).frames == 3
+    assert encode.probe(str(killed / "final.mp4")).frames == 3
     assert [r["status"] for r in summary(out)] == ["done", "cached"]
 
 
@@ -391,7 +391,7 @@ def test_two_videos_of_one_frame_size_run_as_one_batch_and_each_as_it_would_alon
     from helpers.sweeps import summary, sweep
     a = pan_clip(tmp_path, n=3)
     b = str(tmp_path / "pan2.mp4")
-    vio.write_video(b, pan_frames(3, shift=2), Fraction(10), crf=0)
+    encode.write_video(b, pan_frames(3, shift=2), Fraction(10), crf=0)
     results = {}
     for batch in (2, 1):
         out = tmp_path / f"batch{batch}"
@@ -442,7 +442,7 @@ def test_chunks_of_a_clip_are_pairs_and_a_chunk_after_a_written_one_starts_from_
     m = json.loads((out / second / "metrics.json").read_text())
     assert [r["steps"] for r in m["per_frame"]] == [2, 2, 2]  # a later frame: steps_later, one scale
     inside = (json.loads((out / first / "metrics.json").read_text())["warping_error"] + m["warping_error"]) / 2
-    originals = vio.read_clip(clip, 48, start=2, max_frames=2)
+    originals = decode.read_clip(clip, 48, start=2, max_frames=2)
     seam = _seam_error(out / first / "frames" / "00003.png", out / second / "frames" / "00001.png", originals)
     assert m["seam_warping_error"] == pytest.approx(seam, rel=1e-3)
     # the same chunk with nothing before it (chunks running at once on two processes): a fresh first frame
@@ -457,7 +457,7 @@ def test_chunks_of_a_clip_are_pairs_and_a_chunk_after_a_written_one_starts_from_
     # the last process to finish joins the chunks: the clip's frames at its rate, and the seams' errors
     joined = out / "pan__starry_night"
     assert f"pan__starry_night: 2 chunks joined, 6 frames -> {joined / 'final.mp4'}" in proc.stdout
-    p = vio.probe(str(joined / "final.mp4"))
+    p = encode.probe(str(joined / "final.mp4"))
     assert (p.frames, p.fps, p.size, p.codec, p.pix_fmt, p.audio) == (6, 10, (48, 32), "h264", "yuv420p", None)
     j = json.loads((joined / "metrics.json").read_text())
     assert (j["frames"], j["fps"], j["chunks"]) == (6, 10, [first, second])
@@ -468,7 +468,7 @@ def test_chunks_join_with_the_clips_audio_once_all_are_complete_and_only_when_ne
     from omegaconf import OmegaConf
     from nst.sweep.join import join_chunks
     from nst.sweep.plan import Pair
-    frames = vio.read_clip(BUNNY, 64, start=10, max_frames=6).frames
+    frames = decode.read_clip(BUNNY, 64, start=10, max_frames=6).frames
     cfg = OmegaConf.create({"output": {"dir": str(tmp_path)}, "data": {"size": 64},
                             "video": {"chunk": 3, "fps": 25.0, "crf": 18}})
     pairs, rows = [], []
@@ -489,7 +489,7 @@ def test_chunks_join_with_the_clips_audio_once_all_are_complete_and_only_when_ne
     assert not joined.exists()
     rows[1]["status"] = "cached"
     assert join_chunks(cfg, pairs, rows) == [f"bigbuckbunny__s: 2 chunks joined, 6 frames -> {joined}"]
-    p = vio.probe(str(joined))
+    p = encode.probe(str(joined))
     assert (p.frames, p.fps, p.size, p.audio) == (6, 25, (64, 36), "aac")
     assert 8 <= p.audio_packets <= 13  # 0.24 s of 48 kHz AAC, 1024 samples a packet
     assert json.loads((joined.parent / "metrics.json").read_text())["seam_warping_error"] == [0.01]

@@ -8,7 +8,7 @@ from fractions import Fraction
 from PIL import Image
 
 from helpers import CONTENT, STYLE
-from nst.video import io as vio
+from nst.video import encode
 
 
 def pan(n: int, size=(48, 32), shift: int = 3) -> list[Image.Image]:
@@ -20,7 +20,7 @@ def pan(n: int, size=(48, 32), shift: int = 3) -> list[Image.Image]:
 
 def clip_file(tmp_path, n: int, name="pan.mp4") -> str:
     path = str(tmp_path / name)
-    vio.write_video(path, pan(n), Fraction(10), crf=0)
+    encode.write_video(path, pan(n), Fraction(10), crf=0)
     return path
 
 

@@ -135,7 +135,7 @@ def batch_key(pc: DictConfig, pair: Pair) -> Optional[BatchKey]:
 
 
 def video_key(pc: DictConfig, pair: Pair) -> Optional[BatchKey]:
-    from ..video.io import read_clip
+    from ..video.decode import read_clip
     try:  # one decoded frame: the frame size (every frame of a clip has it)
         size = read_clip(pc.data.content, pc.data.size, pc.video.start, 1, pc.video.fps).size
     except UserError:

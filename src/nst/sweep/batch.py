@@ -147,7 +147,7 @@ def seam_of(work: Work):
     """A chunk's seam (video.chunk): the previous chunk's last stylized frame and its original, when that chunk is
     complete now; else None (the chunk then starts from its content, with the full schedule)."""
     from ..images import to_tensor
-    from ..video.io import read_clip
+    from ..video.decode import read_clip
     prev = work.pair.previous
     try:
         with open(os.path.join(prev, "metrics.json")) as f:

@@ -145,7 +145,7 @@ def content_image(cfg: DictConfig, pair: Pair, longest: int) -> Image.Image:
     pair of it is complete, else the first)."""
     if not pair.video:
         return open_rgb(pair.content)
-    from ..video.io import read_clip
+    from ..video.decode import read_clip
     v = cfg.video
     frames = _read_metrics(pair).get("frames") or 0
     return read_clip(pair.content, longest, v.start + middle(frames), 1, v.fps).frames[0]

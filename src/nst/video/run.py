@@ -51,7 +51,8 @@ from ..runner.telemetry import Sink
 from ..runner import wandb
 from ..runner.wandb import finish, start_run
 from . import flow as flows
-from .io import Clip, VideoError, read_clip, write_video
+from .decode import Clip, VideoError, read_clip
+from .encode import write_video
 from .progress import FrameProgress, StepBar
 from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
 
