@@ -29,7 +29,7 @@ def test_the_progress_bar_ends_on_the_final_loss(tmp_path, monkeypatch, capsys):
     loss of the last step's (mixed precision) evaluation."""
     from nst.config import load_config
     from nst.runner import run as runner
-    from nst.runner.callbacks import ProgressBar
+    from nst.runner.sinks import ProgressBar
     monkeypatch.setattr(runner, "progress_sink", lambda *a, **k: ProgressBar())  # as on a terminal
     cfg = load_config(None, [o for o in tiny(tmp_path / "run", steps=4, size=32)
                              if not o.startswith("trainer.enable_progress_bar")])
