@@ -223,3 +223,14 @@ def test_the_wandb_sweep_ranks_by_the_final_loss_and_runs_the_projects_python():
     spec = yaml.safe_load(open(os.path.join(ROOT, "configs", "wandb_sweep.yaml")))
     assert spec["metric"] == {"name": "loss", "goal": "minimize"}
     assert spec["command"][1] == ".venv/bin/python" and "${interpreter}" not in spec["command"]
+
+
+def test_a_table_makes_its_pictures_wandb_images_and_keeps_the_other_cells():
+    import wandb
+    from PIL import Image
+    rows = ([name, Image.new("RGB", (8, 6), (200, 50, 50)) if name == "a" else None, 1.5] for name in ("a", "b"))
+    table = nst_wandb.table(["pair", "result", "loss"], rows)
+    (a, picture, loss), b = table.data
+    assert (a, loss) == ("a", 1.5) and isinstance(picture, wandb.Image) and b == ["b", None, 1.5]
+    assert nst_wandb.image(None) is None
+    assert isinstance(nst_wandb.image(Image.new("RGB", (4, 4)), "caption"), wandb.Image)
