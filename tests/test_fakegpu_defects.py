@@ -105,9 +105,9 @@ def test_a_batch_out_of_cublas_memory_or_refused_by_its_check_is_halved_never_fa
 # ----------------------------------------------------------------------------- one memory estimate
 
 def _work(cfg, hw):
-    from nst.sweep.assign import batch_limit
+    from nst.sweep.assign import BatchKey, batch_limit
     h, w = hw
-    return batch_limit, SimpleNamespace(cfg=cfg, key=(((w, h),), 0, ()))
+    return batch_limit, SimpleNamespace(cfg=cfg, key=BatchKey(((w, h),), 0, ""))
 
 
 @pytest.mark.parametrize("free_gib, size", [(139, 2048), (22, 1024), (22, 768)])
