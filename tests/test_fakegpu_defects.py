@@ -105,7 +105,7 @@ def test_a_batch_out_of_cublas_memory_or_refused_by_its_check_is_halved_never_fa
 # ----------------------------------------------------------------------------- one memory estimate
 
 def _work(cfg, hw):
-    from nst.sweep.batch import BatchKey, batch_limit
+    from nst.sweep.assign import BatchKey, batch_limit
     h, w = hw
     return batch_limit, SimpleNamespace(cfg=cfg, key=BatchKey(((w, h),), 0, ""))
 
@@ -114,7 +114,7 @@ def _work(cfg, hw):
 def test_sweep_batch_auto_picks_batches_the_runs_own_check_accepts(free_gib, size):
     """The batches the review saw refused (13 at 2048 px on 139 GiB free, 8 at 1024 px and 15 at 768 px on 22)."""
     from nst.images import fit_size, oriented_size
-    from nst.runner.tiles import check_memory
+    from nst.runner.memory import check_memory
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}",
                              "trainer.accelerator=gpu", "trainer.devices=[0]", "trainer.precision=auto",
                              "sweep.batch=auto"])
@@ -150,7 +150,7 @@ def test_auto_batches_count_the_processes_that_really_share_a_gpu(launcher, env,
 
 
 def test_the_wandb_record_names_the_runs_own_gpu_not_the_threads_current_one():
-    from nst.runner.tracking import used
+    from nst.runner.wandb import used
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "trainer.accelerator=gpu",
                              "trainer.devices=[1]"])
     with fake_gpu((9, 0), count=2) as gpu:

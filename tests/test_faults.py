@@ -33,7 +33,7 @@ def test_a_value_that_would_fail_late_is_one_line_up_front(tmp_path, capsys, ove
 
 def test_a_wandb_id_that_is_garbage_or_not_a_file_is_no_id(tmp_path, capsys):
     """(g) T3, T7: binary bytes do not stop a fresh run; a FIFO is not read (it would block for ever)."""
-    from nst.runner.tracking import read_id
+    from nst.runner.wandb import read_id
     out = tmp_path / "out"
     out.mkdir()
     (out / "wandb_id").write_bytes(b"\xff\xfe\x00\x9c garbage \xc3")
@@ -167,7 +167,8 @@ def test_a_chunk_takes_its_seam_only_from_a_previous_chunk_made_like_it_and_a_re
     seam still records it (its metrics get the seam's warping error, not null)."""
     from nst.config import to_yaml
     from nst.images import to_tensor
-    from nst.sweep.batch import Work, seam_of
+    from nst.sweep.assign import Work
+    from nst.sweep.batch import seam_of
     from nst.sweep.plan import pair_config, plan
     from nst.video.resume import save_progress
     from nst.video.run import prepare_video

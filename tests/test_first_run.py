@@ -40,10 +40,10 @@ def test_the_progress_bar_ends_on_the_final_loss(tmp_path, monkeypatch, capsys):
 
 def test_a_rerun_of_a_video_says_what_it_replaces_as_an_image_run_does(tmp_path, capsys):
     """(An image run's line: test_checkpoint.py's resume test.)"""
-    from nst.video import io as vio
+    from nst.video import encode
     photo = Image.open(CONTENT).convert("RGB").resize((40, 24))
     clip = str(tmp_path / "clip.mp4")
-    vio.write_video(clip, [photo, photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)], Fraction(10), crf=0)
+    encode.write_video(clip, [photo, photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)], Fraction(10), crf=0)
     video = tmp_path / "video"
     args = [*tiny(video, steps=2, size=32), f"data.content={clip}", "video.steps_later=1"]
     code, err = cli(capsys, args)

@@ -18,7 +18,7 @@ from helpers import CONTENT, STYLE, STYLE2
 from helpers.clips import clip_file, pan, video_args
 from helpers.train import assert_one_line_error, cli, popen, tiny, train
 from nst.config import load_config
-from nst.video import io as vio
+from nst.video import decode, encode
 
 
 def stopped_after_frame_2(tmp_path):
@@ -51,7 +51,7 @@ def test_a_stopped_video_resumes_only_with_its_own_inputs_and_then_gives_every_f
 
     resumed = train(video_args(out, clip, "resume=true"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert vio.probe(str(out / "final.mp4")).frames == 6
+    assert encode.probe(str(out / "final.mp4")).frames == 6
     assert {n: os.stat(out / "frames" / n).st_mtime_ns for n in kept} == kept
 
 
@@ -74,9 +74,9 @@ def test_frames_of_a_folder_or_glob_are_taken_in_numeric_order(tmp_path):
     for i in range(1, 13):
         Image.new("RGB", (48, 32), (i * 20, 0, 0)).save(folder / f"frame{i}.png")
     for source in (str(folder), str(folder / "frame*.png")):
-        clip = vio.read_clip(source, 48)
+        clip = decode.read_clip(source, 48)
         assert [im.getpixel((0, 0))[0] for im in clip.frames] == [i * 20 for i in range(1, 13)]
-        assert vio.count_frames(source, 2, 3) == 3
+        assert decode.count_frames(source, 2, 3) == 3
 
 
 def test_an_existing_file_with_glob_characters_is_that_file(tmp_path, capsys):
@@ -86,7 +86,7 @@ def test_an_existing_file_with_glob_characters_is_that_file(tmp_path, capsys):
     shutil.copy(CONTENT, photo)
     shutil.copy(CONTENT, tmp_path / "photo1.jpg")  # what the glob `photo[1].jpg` would match instead
     shutil.copy(CONTENT, tmp_path / "what?.jpg")
-    assert not vio.is_video(str(photo)) and not vio.is_video(str(tmp_path / "what?.jpg"))
+    assert not decode.is_video(str(photo)) and not decode.is_video(str(tmp_path / "what?.jpg"))
     assert expand("contents", [str(photo)]) == [str(photo)]
     assert expand("contents", [str(tmp_path / "photo*.jpg")]) == [str(tmp_path / "photo1.jpg"), str(photo)]
     code, err = cli(capsys, tiny(tmp_path / "out", steps=2)[1:] + [f"data.content={photo}"])
@@ -123,7 +123,8 @@ def test_a_corrupt_frame_found_on_resume_is_computed_again_not_a_crash(tmp_path,
     assert prepare_video(load_config(None, video_args(out, clip, "resume=true"))).frames_done == progress["frames"][:1]
     code, err = cli(capsys, video_args(out, clip, "resume=true"))
     assert code == 0, err
-    assert vio.probe(str(out / "final.mp4")).frames == 3 and os.stat(out / "frames" / "00001.png").st_mtime_ns == first
+    assert encode.probe(str(out / "final.mp4")).frames == 3
+    assert os.stat(out / "frames" / "00001.png").st_mtime_ns == first
 
 
 def test_a_chunk_that_decodes_fewer_frames_than_were_planned_is_one_line(tmp_path):
@@ -135,7 +136,7 @@ def test_a_chunk_that_decodes_fewer_frames_than_were_planned_is_one_line(tmp_pat
         im.save(folder / f"{i:03d}.png")
     cfg = load_config(None, video_args(tmp_path / "out", folder, "video.chunk=5", "video.start=5",
                                        "video.max_frames=5"))
-    with pytest.raises(vio.VideoError, match="frames 6-10 were planned, 2 decode"):
+    with pytest.raises(decode.VideoError, match="frames 6-10 were planned, 2 decode"):
         prepare_video(cfg)
     cfg.video.chunk = 0  # train.py's video.max_frames is "at most"
     assert prepare_video(cfg).n == 2
@@ -193,14 +194,14 @@ def test_a_signal_while_final_mp4_is_written_finishes_it_then_stops(tmp_path, ca
         signal.signal(signal.SIGINT, before)
     assert code == 130, err
     assert err.strip().splitlines()[-1] == f"interrupted by SIGINT after the video finished; all outputs are in {out}"
-    assert vio.probe(str(out / "final.mp4")).frames == 2 and (out / "metrics.json").exists()
+    assert encode.probe(str(out / "final.mp4")).frames == 2 and (out / "metrics.json").exists()
 
 
 @pytest.mark.parametrize("kind", ["file", "folder"])
 def test_a_clips_frames_are_decoded_when_used_and_never_all_kept(tmp_path, monkeypatch, kind):
     """L3: reading a clip keeps its first frame only; going through it keeps at most Frames.KEEP; any frame asked
     for again, in any order, is the frame a single pass gives."""
-    monkeypatch.setattr(vio.Frames, "KEEP", 4)
+    monkeypatch.setattr(decode.Frames, "KEEP", 4)
     n = 24
     if kind == "file":
         source = clip_file(tmp_path, n)
@@ -209,7 +210,7 @@ def test_a_clips_frames_are_decoded_when_used_and_never_all_kept(tmp_path, monke
         os.mkdir(source)
         for t, im in enumerate(pan(n)):
             im.save(os.path.join(source, f"{t}.png"))
-    clip = vio.read_clip(source, 48, start=2)
+    clip = decode.read_clip(source, 48, start=2)
     frames = clip.frames
     assert len(frames) == n - 2 and list(frames.kept) == [0]
     once = [im.tobytes() for im in frames]

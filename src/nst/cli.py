@@ -27,7 +27,7 @@ def main(argv: list[str], prog: str = "train.py") -> int:
         if cfg.sweep.contents or cfg.sweep.styles or cfg.sweep.pairs:
             raise ConfigError(f"sweep: {args.config or 'this config'} describes a sweep of many pairs; run it with "
                               f"make sweep CONFIG={args.config} or python -m nst.sweep --config {args.config}")
-        from .video.io import is_video
+        from .video.decode import is_video
         if is_video(cfg.data.content):
             if cfg.masks.content:
                 raise ConfigError("masks.content: masks are for still images; a video cannot use them yet")

@@ -1,6 +1,6 @@
 """Which config keys matter, said once: the keys that define the objective a picture minimizes, which its
 checkpoint records (a resume with other values would optimize a blend: runner/checkpoint.check_inputs), and the
-keys that change nothing in a result, which W&B's setting digest (runner/tracking.py) and a sweep's check of a
+keys that change nothing in a result, which W&B's setting digest (runner/wandb.py) and a sweep's check of a
 finished pair (sweep/plan.py) leave out."""
 
 from __future__ import annotations

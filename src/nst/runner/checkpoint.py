@@ -109,7 +109,7 @@ class PairCheckpointIO(CheckpointIO):
     the rows are copied first, so later steps do not change what is written); `wait` waits for them, and
     `remove_checkpoint` (Lightning's Strategy.remove_checkpoint) too, before it removes a picture's file.
     `wandb_id(folder)` is the id of the W&B run of the picture in that folder when its file is written (None
-    without one): the checkpoint keeps it, and does not know where it comes from (runner/tracking.saved_id).
+    without one): the checkpoint keeps it, and does not know where it comes from (runner/wandb.saved_id).
     """
 
     def __init__(self, folders: list[str], keep: Optional[Callable[[int], bool]] = None,

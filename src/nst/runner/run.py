@@ -35,11 +35,10 @@ from .sinks import Convergence, SnapshotSink, WandbSink, progress_sink
 from .hardware import (backends_restored, check_accelerator, resolve_accelerator, resolve_precision,
                        reuse_freed_memory, tune_backends)
 from .interrupt import SignalGuard, StopOnSignal
-from . import tracking
 from .job import Job, RunResult, keep_pictures, prepare
 from .tiles import check_memory
 from .telemetry import FLUSH_SECONDS, Health, Sink, Telemetry
-from .tracking import finish, resolve_mode, start_run
+from .wandb import finish, log_final, resolve_mode, saved_id, start_run
 
 # Lightning warnings that do not apply to this loop, silenced around fit. A context rather than module-level
 # filters, so that it also holds where the filters get reset (pytest, some notebooks).
@@ -258,7 +257,7 @@ def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, 
         sinks.append(progress)
     sinks.extend(extra_sinks)  # a video's W&B run and progress (nst.video.run)
     io = checkpoint.PairCheckpointIO([job.dir for job in jobs], keep=watch.is_alive,
-                                     inputs=[job.inputs_record() for job in jobs], wandb_id=tracking.saved_id)
+                                     inputs=[job.inputs_record() for job in jobs], wandb_id=saved_id)
     if cfg.output.checkpoint_every and cfg.output.checkpoint:
         extra_callbacks = [PeriodicCheckpoint(cfg.output.checkpoint_every, jobs, io), *extra_callbacks]
     devices = 1 if cfg.trainer.devices in ("auto", "1") else cfg.trainer.devices  # auto: every GPU, i.e. DDP
@@ -403,7 +402,7 @@ def write_outputs(jobs: list[Job], module: StyleTransferModule, trainer: L.Train
             if job.cfg.logger.image_every:
                 wandb.log_grid(b, job.result.image, int(trainer.global_step), wait=True)
             job.run = wandb.ready(b)
-            tracking.log_final(job.run, job.cfg, job.dir, job.result.metrics)
+            log_final(job.run, job.cfg, job.dir, job.result.metrics)
 
 
 def keep_interrupted(jobs: list[Job], module: StyleTransferModule, trainer: L.Trainer, signum: int,

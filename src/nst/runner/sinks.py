@@ -14,6 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..files import save_png
+from . import wandb
 from .telemetry import Sink
 
 Render = Callable[[torch.Tensor], Image.Image]  # a target row [1, 3, H, W] -> the picture it stands for
@@ -58,12 +59,12 @@ class WandbSink(Sink):
             self.runs[b] = self.runs[b].result()
         lowest = self.minimum[b]
         for data, step in self.queued[b]:
-            self.runs[b].log(data, step=step)
+            wandb.log(self.runs[b], data, step)
             if data.get("loss", lowest) < self.minimum[b]:  # (NaN is never lower)
                 self.minimum[b] = data["loss"]
         self.queued[b].clear()
         if self.minimum[b] < lowest:
-            self.runs[b].summary["min_loss"] = self.minimum[b]
+            wandb.summarize(self.runs[b], {"min_loss": self.minimum[b]})
         return self.runs[b]
 
     def on_end(self) -> None:
@@ -88,9 +89,8 @@ class WandbSink(Sink):
                 self.log_grid(b, self.renders[b](images[b:b + 1]), steps_done)
 
     def log_grid(self, b: int, result: Image.Image, steps_done: int, wait: bool = False) -> None:
-        import wandb  # only when logging: it takes half a second to import
         grid = image_grid([self.contents[b], self.styles[b], result], min(256, result.height))
-        self.send(b, {"progress": wandb.Image(grid, caption=f"step {steps_done}: content | style | target")},
+        self.send(b, {"progress": wandb.image(grid, f"step {steps_done}: content | style | target")},
                   steps_done, wait)
 
 

@@ -18,11 +18,11 @@ from ..errors import ConfigError, Interrupted, UserError, exit_line
 from ..runner.interrupt import SignalGuard
 from ..runner.run import quiet_device_lines
 from . import claims
-from .batch import run_share, say
+from .batch import run_share
 from .claims import Heartbeat
 from .plan import Pair, plan, sweep_name
 from .processes import (Dist, die_with_launcher, dist_info, independent_process_logging, pick_device,
-                        process_start_time)
+                        process_start_time, say)
 from .join import join_chunks
 from .report import Result, finalize
 

@@ -63,7 +63,8 @@ def join_chunks(cfg: DictConfig, pairs: list[Pair], rows: list[dict]) -> list[st
 
 
 def _join(cfg: DictConfig, chunks: list[Pair], out_dir: str, target: str) -> str:
-    from ..video.io import read_clip, write_video
+    from ..video.decode import read_clip
+    from ..video.encode import write_video
     metrics = [_metrics(p) for p in chunks]
     remove_leftovers(out_dir)  # a join killed halfway left its temporary file (one process joins, at the end)
     counts = [int(m["frames"]) for m in metrics]

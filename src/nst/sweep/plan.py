@@ -3,7 +3,7 @@
 The pairs are `sweep.contents x sweep.styles` (paths or globs) or an explicit `sweep.pairs` list, in a fixed
 order that every process computes alike. A pair's config is the sweep's with its images, folder and W&B names;
 a pair is complete when its outputs exist and were made with the settings the sweep would use now. A content
-that is a clip (a video file or a folder of frames, as `video.io.is_video` says) makes video pairs: complete
+that is a clip (a video file or a folder of frames, as `video.decode.is_video` says) makes video pairs: complete
 with final.mp4 instead of final.png, resumable from their folder's progress.json (nst/video/run.py).
 """
 
@@ -24,7 +24,7 @@ from ..errors import ConfigError, UserError, first_line
 from ..keys import NOT_RESULT_KEYS
 from ..paths import stem
 from ..runner import checkpoint
-from ..video.io import is_pattern, natural_key
+from ..video.decode import is_pattern, natural_key
 
 OUTPUTS = ("final.png", "metrics.json", "config.yaml")
 VIDEO_OUTPUTS = ("final.mp4", "metrics.json", "config.yaml")
@@ -85,7 +85,7 @@ def plan(cfg: DictConfig) -> list[Pair]:
     else:
         raise ConfigError("sweep: no pairs; set sweep.contents and sweep.styles (paths or globs), or sweep.pairs")
     settings = grid_settings(cfg)
-    from ..video.io import is_video  # PyAV only when a clip is read
+    from ..video.decode import is_video  # PyAV only when a clip is read
     videos = {c: is_video(c) for c in dict.fromkeys(c for c, _ in raw)}
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
@@ -133,7 +133,7 @@ def video_chunks(cfg: DictConfig, content: str) -> list[tuple[dict, str]]:
     v = cfg.video
     if not v.chunk:
         return [({}, "")]
-    from ..video.io import count_frames
+    from ..video.decode import count_frames
     try:
         n = count_frames(content, v.start, v.max_frames)
     except UserError:

@@ -41,6 +41,12 @@ class Dist:
     launcher: str = "none"  # torchrun | slurm | none
 
 
+def say(d: Dist, text: str) -> None:
+    """A line of this process's, prefixed with its rank when there are several."""
+    prefix = f"[rank {d.rank}/{d.world_size}] " if d.world_size > 1 else ""
+    print(prefix + text, flush=True)
+
+
 def process_start_time() -> float:
     """When this process was created (wall clock, Linux; elsewhere: now). The processes of one launch are created
     within moments of each other however long each one's imports take, so a pair finished after this time was

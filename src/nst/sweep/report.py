@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..files import save_png, save_text
 from ..images import fit_size, open_rgb
-from ..runner.tracking import finish, start_run
+from ..runner import wandb
 from ..errors import UserError, first_line
 from ..paths import stem
 from .plan import Pair, grid_keys, pair_config, state, sweep_name
@@ -145,7 +145,7 @@ def content_image(cfg: DictConfig, pair: Pair, longest: int) -> Image.Image:
     pair of it is complete, else the first)."""
     if not pair.video:
         return open_rgb(pair.content)
-    from ..video.io import read_clip
+    from ..video.decode import read_clip
     v = cfg.video
     frames = _read_metrics(pair).get("frames") or 0
     return read_clip(pair.content, longest, v.start + middle(frames), 1, v.fps).frames[0]
@@ -234,44 +234,44 @@ def log_table(cfg: DictConfig, pairs: list[Pair], rows: list[dict], drawn: dict,
               "contents": list(dict.fromkeys(p.content for p in pairs)),
               "styles": list(dict.fromkeys(p.style for p in pairs)),
               "grid": {k: list(dict.fromkeys(p.settings[k] for p in pairs)) for k in grid}}
-    run = start_run(sc, out_dir, config=config, id_file=SUMMARY_ID_FILE, resume=True)
+    run = wandb.start_run(sc, out_dir, config=config, id_file=SUMMARY_ID_FILE, resume=True)
     if run is None:
         return None
     try:
-        import wandb  # only when logging: it takes half a second to import
-
         def thumb(path: str):
             try:
-                return wandb.Image(fit_box(open_rgb(path), 128))
+                return fit_box(open_rgb(path), 128)
             except Exception:
                 return None
 
         def content_thumb(pair: Pair):
             try:
-                return wandb.Image(fit_box(content_image(cfg, pair, 128), 128))
+                return fit_box(content_image(cfg, pair, 128), 128)
             except Exception:
                 return None
 
+        def cells():  # one row at a time: its pictures become W&B images before the next row's are read
+            for pair, row in zip(pairs, rows):
+                result = None
+                if row["status"] != "failed":
+                    try:
+                        result = fit_box(result_image(pair), 256)
+                    except OSError:
+                        result = None
+                yield [pair.name, content_thumb(pair), thumb(pair.style), *(pair.settings[k] for k in grid), result,
+                       row["status"], row["loss"], row["content_loss"], row["style_loss"], row["seconds"],
+                       row["steps"], row["error"]]
+
         columns = ["pair", "content", "style", *grid, "result", "status", "loss", "content_loss", "style_loss",
                    "seconds", "steps", "error"]
-        table = wandb.Table(columns=columns)
-        for pair, row in zip(pairs, rows):
-            result = None
-            if row["status"] != "failed":
-                try:
-                    result = wandb.Image(fit_box(result_image(pair), 256))
-                except OSError:
-                    result = None
-            table.add_data(pair.name, content_thumb(pair), thumb(pair.style), *(pair.settings[k] for k in grid), result,
-                           row["status"], row["loss"], row["content_loss"], row["style_loss"], row["seconds"],
-                           row["steps"], row["error"])
         caption = "rows: contents" + (" and settings" if grid else "") + ", columns: styles"
-        run.log({"pairs": table, **{name[:-4]: wandb.Image(sheet, caption=caption) for name, sheet in drawn.items()}})
-        for status in ("done", "cached", "failed", "todo"):
-            run.summary[f"pairs_{status}"] = sum(r["status"] == status for r in rows)
+        wandb.log(run, {"pairs": wandb.table(columns, cells()),
+                        **{name[:-4]: wandb.image(sheet, caption) for name, sheet in drawn.items()}})
+        wandb.summarize(run, {f"pairs_{status}": sum(r["status"] == status for r in rows)
+                              for status in ("done", "cached", "failed", "todo")})
         return run.id
     finally:
-        finish(run)
+        wandb.finish(run)
 
 
 def finalize(cfg: DictConfig, pairs: list[Pair], results: list[Result], since: float) -> list[dict]:

@@ -48,9 +48,11 @@ from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare_inputs
 from ..runner.run import build_module, check_memory, check_writable, make_trainer, quiet_lightning, steps_loader
 from ..runner.telemetry import Sink
-from ..runner.tracking import finish, start_run
+from ..runner import wandb
+from ..runner.wandb import finish, start_run
 from . import flow as flows
-from .io import Clip, VideoError, read_clip, write_video
+from .decode import Clip, VideoError, read_clip
+from .encode import write_video
 from .progress import FrameProgress, StepBar
 from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
 
@@ -425,18 +427,15 @@ def _finite(value):
 def log_video(run, job: VideoJob, metrics: dict) -> None:
     """The result as a wandb.Video (final.mp4), original | stylized side by side (side_by_side.mp4, written for
     it), and the numbers in the summary. Files, not arrays: wandb encodes arrays with moviepy, not a dependency."""
-    import wandb
     from .showcase import side_by_side
 
     both = os.path.join(job.dir, "side_by_side.mp4")
     write_video(both, (side_by_side(o, s) for o, s in zip(job.clip.frames, stylized(job))), job.clip.fps,
                 crf=job.cfg.video.crf)
-    run.log({"video": wandb.Video(os.path.join(job.dir, "final.mp4"), format="mp4"),
-             "video_side_by_side": wandb.Video(both, format="mp4", caption="original | stylized")},
-            step=job.global_step)
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            run.summary[f"final/{key}"] = value
+    wandb.log(run, {"video": wandb.video(os.path.join(job.dir, "final.mp4")),
+                    "video_side_by_side": wandb.video(both, "original | stylized")}, job.global_step)
+    wandb.summarize(run, {f"final/{key}": value for key, value in metrics.items()
+                          if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)})
 
 
 def describe(result: VideoResult) -> str:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from ..config import load_config
 from ..files import atomic_write
-from .io import read_clip, write_video
+from .decode import read_clip
+from .encode import write_video
 
 
 def side_by_side(a: Image.Image, b: Image.Image, gap: int = 4) -> Image.Image:

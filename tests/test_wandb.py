@@ -1,8 +1,8 @@
-"""W&B mode selection (nst.runner.tracking): never a login prompt, never a hang; the user's WANDB_MODE wins."""
+"""W&B (nst.runner.wandb): mode selection: never a login prompt, never a hang; the user's WANDB_MODE wins."""
 
 import pytest
 
-from nst.runner import tracking
+from nst.runner import wandb as nst_wandb
 
 
 @pytest.fixture
@@ -14,27 +14,27 @@ def no_credentials(monkeypatch, tmp_path):
 
 
 def test_auto_is_offline_without_credentials_and_online_with_them(no_credentials, monkeypatch):
-    assert tracking.resolve_mode("auto") == "offline"
+    assert nst_wandb.resolve_mode("auto") == "offline"
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert tracking.resolve_mode("auto") == "online"
+    assert nst_wandb.resolve_mode("auto") == "online"
 
 
 @pytest.mark.parametrize("env, mode", [("disabled", "disabled"), ("offline", "offline"), ("dryrun", "offline"),
                                        ("online", "online"), ("run", "online")])
 def test_wandb_mode_in_the_environment_decides_auto(no_credentials, monkeypatch, env, mode):
     monkeypatch.setenv("WANDB_MODE", env)
-    assert tracking.resolve_mode("auto") == mode
+    assert nst_wandb.resolve_mode("auto") == mode
 
 
 def test_an_explicit_mode_is_taken_as_it_is(no_credentials, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert tracking.resolve_mode("offline") == "offline"
+    assert nst_wandb.resolve_mode("offline") == "offline"
 
 
 def test_disabled_starts_no_run(no_credentials, tmp_path):
     from nst.config import load_config
     cfg = load_config(None, ["logger.mode=disabled", f"output.dir={tmp_path}"])
-    assert tracking.start_run(cfg, str(tmp_path)) is None
+    assert nst_wandb.start_run(cfg, str(tmp_path)) is None
     assert not (tmp_path / "wandb").exists()
 
 
@@ -212,8 +212,8 @@ def test_a_failed_picture_ends_its_run_with_exit_code_1_and_says_why(tmp_path, m
     from nst.config import load_config
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     cfg = load_config(None, ["logger.mode=offline", f"output.dir={tmp_path}"])
-    run = tracking.start_run(cfg, str(tmp_path))
-    tracking.finish(run, types.SimpleNamespace(result=None, error="broke"))
+    run = nst_wandb.start_run(cfg, str(tmp_path))
+    nst_wandb.finish(run, types.SimpleNamespace(result=None, error="broke"))
     wandb.teardown()  # every record on disk before reading them
     [record] = offline_runs(str(tmp_path))
     assert record.exit_code == 1 and record.summary["stopped"] == "failed" and record.summary["error"] == "broke"
@@ -223,3 +223,14 @@ def test_the_wandb_sweep_ranks_by_the_final_loss_and_runs_the_projects_python():
     spec = yaml.safe_load(open(os.path.join(ROOT, "configs", "wandb_sweep.yaml")))
     assert spec["metric"] == {"name": "loss", "goal": "minimize"}
     assert spec["command"][1] == ".venv/bin/python" and "${interpreter}" not in spec["command"]
+
+
+def test_a_table_makes_its_pictures_wandb_images_and_keeps_the_other_cells():
+    import wandb
+    from PIL import Image
+    rows = ([name, Image.new("RGB", (8, 6), (200, 50, 50)) if name == "a" else None, 1.5] for name in ("a", "b"))
+    table = nst_wandb.table(["pair", "result", "loss"], rows)
+    (a, picture, loss), b = table.data
+    assert (a, loss) == ("a", 1.5) and isinstance(picture, wandb.Image) and b == ["b", None, 1.5]
+    assert nst_wandb.image(None) is None
+    assert isinstance(nst_wandb.image(Image.new("RGB", (4, 4)), "caption"), wandb.Image)
