@@ -25,7 +25,6 @@ from omegaconf import DictConfig, ListConfig
 
 from ..errors import ConfigError
 from ..images import style_side
-from .hardware import resolve_accelerator, resolve_precision
 
 ACTIVATION_BYTES_PER_PIXEL = {"bf16-mixed": 2000, "16-mixed": 2000, "32-true": 3400}
 VECTOR_PAIR_BYTES_PER_PIXEL = 2 * 3 * 4  # two image-sized float32 vectors (an L-BFGS (s, y) pair, Adam's moments)
@@ -166,16 +165,16 @@ def check_memory(cfg: DictConfig, jobs: list) -> None:
     `sweep.batch=auto` fills a GPU with (batch_bytes)."""
     if not cfg.trainer.check_memory:
         return
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    settings = jobs[0].settings
+    accelerator, precision = settings.accelerator, settings.precision
     devices = cfg.trainer.devices
     index = int(devices[0]) if isinstance(devices, ListConfig) else 0
     available, where = device_memory_bytes(accelerator, index)
     if available is None:
         return
-    precision = resolve_precision(str(cfg.trainer.precision), accelerator)
     h, w = max(jobs[0].sizes(), key=lambda hw: hw[0] * hw[1])  # the largest scale
     needed = batch_bytes(len(jobs), h * w, style_side(cfg.data.size, cfg.data.style_scale) ** 2, precision,
-                                history_units(cfg.optim.name, cfg.optim.history))
+                         settings.history)
     if needed > available:
         raise TooLarge(f"data.size: a {w}x{h} picture{'s' * (len(jobs) > 1)} (x{len(jobs)}) needs about "
                        f"{describe(needed)} in {precision}, more than the {describe(available)} "
