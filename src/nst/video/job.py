@@ -46,6 +46,10 @@ class VideoJob:
     _seam_flow: Optional[tuple[torch.Tensor, torch.Tensor]] = None
     record: Optional[dict] = None  # video/resume.inputs_record, computed once
     from_seam: bool = False  # a resumed chunk whose first frame came from the previous chunk's (progress.json)
+    # flows of the next frame computed while this one optimizes (video/temporal.py): (t, j) -> Future, then
+    # (t, j) -> (flow, weight) once waited for
+    ahead: dict = field(default_factory=dict)
+    ready: dict = field(default_factory=dict)
 
     def seam_flow(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(flow, weight) of the first frame against the previous chunk's last original frame."""

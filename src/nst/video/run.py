@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Iterator, Optional
 
 import torch
@@ -51,9 +52,9 @@ from ..runner.tracking import finish, start_run
 from . import flow as flows
 from .io import VideoError, read_clip, write_video
 from .job import VideoJob, VideoResult
-from .progress import FrameProgress, StepBar
+from .progress import FrameProgress, StepBar, VideoWandb
 from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
-from .temporal import temporal_targets, warping_errors
+from .temporal import compute_ahead, temporal_targets, wait_ahead, warping_errors
 
 
 def run_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> VideoResult:
@@ -141,6 +142,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     guard.phase = "hold"  # outputs exist from here on: a signal stops after the frame, or after final.mp4
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
                              label) if cfg.trainer.enable_progress_bar else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-flow")  # the next frame's flows
     try:
         while True:
             active = [j for j in jobs if not j.error and j.next < j.n]
@@ -149,7 +151,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
             fresh = [j for j in active if j.next == 0 and j.seam is None]  # the full schedule from the content
             for group in (fresh, [j for j in active if j not in fresh]):
                 if group:
-                    _fit_frame(group, extractor, guard, progress, label)
+                    _fit_frame(group, extractor, guard, progress, label, pool)
             if guard.requested:
                 raise _interrupted(jobs, guard.signum)
         for job in jobs:
@@ -162,6 +164,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     except OutputError as e:
         raise OutputError(f"output.dir: {e}") from None
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if progress is not None:
             progress.close()
         for job in jobs:
@@ -170,7 +173,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
 
 
 def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: Optional["FrameProgress"],
-               label: Optional[str]) -> None:
+               label: Optional[str], pool: Executor) -> None:
     """The next frame of every clip of `group` (all at their first frame, or all past it) as one batch."""
     started = time.perf_counter()
     cfg = group[0].cfg
@@ -186,6 +189,7 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
         jcfg.output.dir = vj.dir
         inputs = prepare_inputs(jcfg, content=vj.clip.frames[t], styles=vj.styles)
         if temporal and not first:
+            flow_seconds += wait_ahead(vj, t)  # computed while the frame before optimized
             before = vj.flows.seconds
             w, c = temporal_targets(vj, t)
             flow_seconds += vj.flows.seconds - before
@@ -202,6 +206,9 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
     sinks: list[Sink] = [VideoWandb(group, offsets)] if any(vj.run is not None for vj in group) else []
     callbacks = [StepBar(progress)] if progress is not None else []
     trainer, watch, _ = make_trainer(fcfg, jobs, module, guard, label, callbacks, extra_sinks=sinks)
+    for vj in group:
+        if temporal and vj.next + 1 < vj.n:
+            compute_ahead(pool, vj, vj.next + 1)
     try:
         guard.phase = "step"
         fit(trainer, module)
@@ -238,19 +245,6 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
     if progress is not None:
         progress.frames_done(len(group), seconds, sum(r["loss"] for vj in group for r in vj.frames_done[-1:])
                              / max(1, len(group)))
-
-
-class VideoWandb(Sink):
-    """Each video's W&B run gets its frames' loss parts (the temporal loss among them) at a global step: the steps
-    of the frames before this one, plus this frame's step."""
-
-    def __init__(self, group: list[VideoJob], offsets: list[int]):
-        self.group, self.offsets = group, offsets
-
-    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
-        for b, (vj, values) in enumerate(zip(self.group, parts)):
-            if vj.run is not None and self.alive[b]:
-                vj.run.log({**values, "frame": vj.next + 1}, step=self.offsets[b] + step)
 
 
 def _interrupted(jobs: list[VideoJob], signum: int) -> Interrupted:
