@@ -47,3 +47,23 @@ def test_the_next_frames_flow_is_computed_while_the_frame_before_optimizes(tmp_p
     # the flows for the temporal targets all came from the helper; the main thread only reads them back for the
     # warping error at the end
     assert [c[:2] for c in calls if not c[2]] == [(1, 1), (2, 1)] * 2
+
+
+def test_a_clips_style_grams_are_computed_once_for_all_its_frames(tmp_path, capsys, monkeypatch, one_thread):
+    from nst.model import module as model_module
+    from nst.model.losses import gram
+    counted = []
+
+    def counting_gram(features):
+        counted.append(tuple(features.shape))
+        return gram(features)
+
+    monkeypatch.setattr(model_module, "gram", counting_gram)  # the style targets' Grams, not the loss's
+    code, err = cli(capsys, video_args(tmp_path / "run", clip_file(tmp_path, 3), "scales.min=0"))
+    assert code == 0, err
+    assert len(counted) == 5  # conv1_1 .. conv5_1 of the one style, for frame 1; frames 2 and 3 reuse them
+    counted.clear()
+    code, err = cli(capsys, video_args(tmp_path / "histogram", clip_file(tmp_path, 3), "scales.min=0",
+                                       "color.preserve=histogram"))
+    assert code == 0, err
+    assert len(counted) == 15  # a style matched to each frame's colours: its Grams are the frame's own

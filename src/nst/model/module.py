@@ -118,7 +118,8 @@ class Outcome:
 
 class StyleTransferModule(L.LightningModule):
     def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], loss: LossSettings,
-                 schedule: Schedule, optimizer: OptimizerSettings, recording: Recording):
+                 schedule: Schedule, optimizer: OptimizerSettings, recording: Recording,
+                 style_grams: Optional[dict] = None):
         super().__init__()
         self.automatic_optimization = False
         self.extractor = extractor
@@ -145,6 +146,8 @@ class StyleTransferModule(L.LightningModule):
         self.seconds_before = 0.0  # optimization time of the runs this one resumes
         self.fit_start: float | None = None
         self.outcome: Optional[Outcome] = None  # set by conclude()
+        # (style image, side, float32) -> (the image, its Grams): a video's frames share one, computed once per clip
+        self.style_grams = style_grams
 
     @property
     def batch_size(self) -> int:
@@ -199,18 +202,19 @@ class StyleTransferModule(L.LightningModule):
         settings = self.objective.settings
         content = self.extractor(self.content_at(scale), settings.content_layers)
         grams: dict[str, list[torch.Tensor]] = {k: [] for k in settings.style_layers}
-        cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # a style shared by several pictures
+        cache = {} if self.style_grams is None else self.style_grams  # a style shared by pictures (or frames)
+        exact = scale == len(self.schedule.sizes) - 1
         for p in self.pictures:
             longest = self.style_side(scale, p)
             blended = {k: 0.0 for k in settings.style_layers}
             for weight, style in zip(p.blend, p.styles):
-                key = (id(style), longest)
+                key = (id(style), longest, exact)  # the entry keeps the image, so its id stays its own
                 if key not in cache:
                     feats = self.extractor(self.style_at(style, longest), settings.style_layers)
                     with no_autocast(self.device.type):
-                        cache[key] = {k: gram(feats[k]) for k in settings.style_layers}
+                        cache[key] = style, {k: gram(feats[k]) for k in settings.style_layers}
                 for k in settings.style_layers:
-                    blended[k] = blended[k] + weight * cache[key][k]
+                    blended[k] = blended[k] + weight * cache[key][1][k].to(self.device)
             for k in settings.style_layers:
                 grams[k].append(blended[k])
         # A weighted sum of losses against several Grams has the gradient of one loss against their blend.

@@ -83,9 +83,10 @@ def fit(trainer: L.Trainer, module: StyleTransferModule, ckpt_path: Optional[str
                     weights_only=True)
 
 
-def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) -> StyleTransferModule:
-    """The module for a batch of prepared jobs. A video reuses one `extractor` for all its frames and gives its
-    frames a temporal loss (`temporal_weight`; nst.video.run)."""
+def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0,
+                 style_grams: Optional[dict] = None) -> StyleTransferModule:
+    """The module for a batch of prepared jobs. A video reuses one `extractor` and one cache of `style_grams` for
+    all its frames and gives its frames a temporal loss (`temporal_weight`; nst.video.run)."""
     cfg, settings = jobs[0].cfg, jobs[0].settings
     content_layers, style_layers = layers_of(cfg)
     deepest = max(content_layers + style_layers, key=layer_index)
@@ -101,7 +102,7 @@ def build_module(jobs: list[Job], extractor=None, temporal_weight: float = 0.0) 
                           save_every=cfg.output.save_every)
     return StyleTransferModule(extractor=extractor, pictures=[job.picture() for job in jobs], loss=loss,
                                schedule=Schedule(list(settings.sizes), list(settings.steps)), optimizer=optimizer,
-                               recording=recording)
+                               recording=recording, style_grams=style_grams)
 
 
 def module_for(cfg: DictConfig) -> StyleTransferModule:

@@ -143,6 +143,8 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
                              label) if cfg.trainer.enable_progress_bar else None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-flow")  # the next frame's flows
+    # the style Grams, computed once per clip and kept on the device (colour modes restyle each frame: not those)
+    grams = {} if cfg.color.preserve == "none" else None
     try:
         while True:
             active = [j for j in jobs if not j.error and j.next < j.n]
@@ -151,7 +153,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
             fresh = [j for j in active if j.next == 0 and j.seam is None]  # the full schedule from the content
             for group in (fresh, [j for j in active if j not in fresh]):
                 if group:
-                    _fit_frame(group, extractor, guard, progress, label, pool)
+                    _fit_frame(group, (extractor, grams), guard, progress, label, pool)
             if guard.requested:
                 raise _interrupted(jobs, guard.signum)
         for job in jobs:
@@ -172,7 +174,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
             job.run = None
 
 
-def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: Optional["FrameProgress"],
+def _fit_frame(group: list[VideoJob], shared: tuple, guard: SignalGuard, progress: Optional["FrameProgress"],
                label: Optional[str], pool: Executor) -> None:
     """The next frame of every clip of `group` (all at their first frame, or all past it) as one batch."""
     started = time.perf_counter()
@@ -199,7 +201,7 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
         jobs.append(Job(jcfg, vj.extra_config, inputs))
     if first:
         check_memory(fcfg, jobs)
-    module = build_module(jobs, extractor, cfg.video.temporal_weight if temporal else 0.0)
+    module = build_module(jobs, shared[0], cfg.video.temporal_weight if temporal else 0.0, shared[1])
     if warped:
         module.objective.set_temporal(torch.stack(warped), torch.stack(weights))
     offsets = [vj.global_step for vj in group]
