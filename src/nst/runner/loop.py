@@ -173,6 +173,19 @@ class Conclude(L.Callback):
             sink.on_outcome(outcome.parts if outcome is not None else None)
 
 
+class KeepOnDevice(L.Callback):
+    """Takes the named submodules out of the module once training ends (after Conclude), so that Lightning's
+    teardown, which moves the module to the CPU, leaves them on their device: a video's frames share its VGG19,
+    and the next frame's setup finds it where it is. The module is only read for its outcome after that."""
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    def on_train_end(self, trainer, module) -> None:
+        for name in self.names:
+            del module._modules[name]
+
+
 def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,
                  label: Optional[str], extra_callbacks: Sequence[L.Callback] = (),
                  flush_seconds: Optional[float] = FLUSH_SECONDS, extra_sinks: Sequence[Sink] = ()

@@ -44,7 +44,7 @@ from ..model.vgg import layer_index, load_vgg19
 from ..runner.hardware import backends_restored
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare_inputs
-from ..runner.loop import build_module, fit, make_trainer
+from ..runner.loop import KeepOnDevice, build_module, fit, make_trainer
 from ..runner.memory import check_memory
 from ..runner.outputs import check_writable
 from ..runner.telemetry import Sink
@@ -206,7 +206,7 @@ def _fit_frame(group: list[VideoJob], shared: tuple, guard: SignalGuard, progres
         module.objective.set_temporal(torch.stack(warped), torch.stack(weights))
     offsets = [vj.global_step for vj in group]
     sinks: list[Sink] = [VideoWandb(group, offsets)] if any(vj.run is not None for vj in group) else []
-    callbacks = [StepBar(progress)] if progress is not None else []
+    callbacks = [KeepOnDevice("extractor"), *([StepBar(progress)] if progress is not None else [])]
     trainer, watch, _ = make_trainer(fcfg, jobs, module, guard, label, callbacks, extra_sinks=sinks)
     for vj in group:
         if temporal and vj.next + 1 < vj.n:

@@ -1,5 +1,6 @@
-"""The temporal targets' flows (nst.video.temporal): frame t+1's flows are computed in a helper thread while frame
-t optimizes, each once, and the frames still come out."""
+"""What the frames of a video share (nst.video.run, nst.video.temporal): frame t+1's flows are computed in a helper
+thread while frame t optimizes, the style Grams once per clip, and the VGG19 is never moved to the CPU by a
+frame's teardown."""
 
 from __future__ import annotations
 
@@ -67,3 +68,29 @@ def test_a_clips_style_grams_are_computed_once_for_all_its_frames(tmp_path, caps
                                        "color.preserve=histogram"))
     assert code == 0, err
     assert len(counted) == 15  # a style matched to each frame's colours: its Grams are the frame's own
+
+
+def test_no_frames_teardown_moves_the_vgg_to_the_cpu(tmp_path, capsys, monkeypatch, one_thread):
+    """Lightning's teardown calls module.cpu() after every fit: KeepOnDevice takes the shared VGG19 out of the
+    module first (on a GPU it would otherwise go to the host and back for every frame)."""
+    import torch
+    from nst.model.vgg import VGG19Features
+    moves = []
+    real_apply = VGG19Features._apply
+
+    def recording_apply(self, fn, *args, **kw):
+        moves.append(fn.__qualname__.split(".")[1])  # Module.cpu.<locals>.<lambda>, Module.to.<locals>.convert
+        return real_apply(self, fn, *args, **kw)
+
+    monkeypatch.setattr(VGG19Features, "_apply", recording_apply)
+    code, err = cli(capsys, video_args(tmp_path / "run", clip_file(tmp_path, 3)))
+    assert code == 0, err
+    assert "to" in moves and "cpu" not in moves, moves
+
+    from nst.runner.loop import KeepOnDevice
+    module = torch.nn.Module()
+    module.extractor = vgg = torch.nn.Linear(2, 2, device="meta")  # "on the device": meta cannot go to the CPU
+    module.target = torch.nn.Parameter(torch.zeros(2))
+    KeepOnDevice("extractor").on_train_end(None, module)
+    module.cpu()  # what the teardown does: it would raise "Cannot copy out of meta tensor" on the VGG
+    assert vgg.weight.device.type == "meta" and not hasattr(module, "extractor")
