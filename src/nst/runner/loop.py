@@ -183,7 +183,7 @@ class KeepOnDevice(L.Callback):
 
     def on_train_end(self, trainer, module) -> None:
         for name in self.names:
-            del module._modules[name]
+            delattr(module, name)  # nn.Module drops the submodule
 
 
 def make_trainer(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, guard: SignalGuard,

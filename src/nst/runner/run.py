@@ -93,7 +93,7 @@ def _fit(cfg: DictConfig, jobs: list[Job], module: StyleTransferModule, trainer:
     resumed = jobs[0].resume_step > 0
     try:
         guard.phase = "step"
-        fit(trainer, module, ckpt_path=checkpoint.path_in(jobs[0].dir) if resumed else None)
+        fit(trainer, module, checkpoint.path_in(jobs[0].dir) if resumed else None)  # weights only (loop.fit)
         guard.phase = "hold"
     except Interrupted as e:  # a second signal: the step in progress was cut short
         guard.phase = "hold"
