@@ -19,7 +19,7 @@ from helpers import CONTENT, ROOT, STYLE, STYLE2
 from helpers.train import assert_one_line_error, cli
 from nst.config import load_config
 from nst.runner import memory
-from nst.runner.run import module_for
+from nst.runner.loop import module_for
 
 
 SWEEP_CONFIG = os.path.join(ROOT, "configs", "sweep.yaml")

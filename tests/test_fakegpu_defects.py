@@ -115,6 +115,7 @@ def test_sweep_batch_auto_picks_batches_the_runs_own_check_accepts(free_gib, siz
     """The batches the review saw refused (13 at 2048 px on 139 GiB free, 8 at 1024 px and 15 at 768 px on 22)."""
     from nst.images import fit_size, oriented_size
     from nst.runner.memory import check_memory
+    from nst.runner.settings import settings_of
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}",
                              "trainer.accelerator=gpu", "trainer.devices=[0]", "trainer.precision=auto",
                              "sweep.batch=auto"])
@@ -123,7 +124,7 @@ def test_sweep_batch_auto_picks_batches_the_runs_own_check_accepts(free_gib, siz
         batch_limit, work = _work(cfg, hw)
         n = batch_limit(cfg, work, 0)
         assert n > 1 and gpu.called("mem_get_info") == [(0,)]
-        check_memory(cfg, [SimpleNamespace(sizes=lambda: (hw,))] * n)  # raises TooLarge if refused
+        check_memory(cfg, [SimpleNamespace(sizes=lambda: (hw,), settings=settings_of(cfg))] * n)  # TooLarge if refused
 
 
 def test_the_style_forward_is_a_peak_of_its_own_not_added_to_every_picture():

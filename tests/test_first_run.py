@@ -28,9 +28,10 @@ def test_the_progress_bar_ends_on_the_final_loss(tmp_path, monkeypatch, capsys):
     """The bar's last loss is the final float32 evaluation that metrics.json and the last line give, not the
     loss of the last step's (mixed precision) evaluation."""
     from nst.config import load_config
+    from nst.runner import loop
     from nst.runner import run as runner
     from nst.runner.sinks import ProgressBar
-    monkeypatch.setattr(runner, "progress_sink", lambda *a, **k: ProgressBar())  # as on a terminal
+    monkeypatch.setattr(loop, "progress_sink", lambda *a, **k: ProgressBar())  # as on a terminal
     cfg = load_config(None, [o for o in tiny(tmp_path / "run", steps=4, size=32)
                              if not o.startswith("trainer.enable_progress_bar")])
     result = runner.run(cfg)

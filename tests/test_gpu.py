@@ -57,13 +57,13 @@ class SyncWatch(L.Callback):
 
 def test_training_steps_never_wait_for_the_gpu():
     from nst.config import load_config
-    from nst.runner.run import loop_for, steps_loader
+    from nst.runner.loop import fit, loop_for
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=128", "scales.min=0",
                              "trainer.max_steps=40", "model.weights=random", "logger.mode=offline",
                              "trainer.enable_progress_bar=false", "trainer.accelerator=gpu"])
     watch = SyncWatch()
     module, trainer = loop_for(cfg, [watch])
-    trainer.fit(module, train_dataloaders=steps_loader(40))
+    fit(trainer, module)
     assert watch.steps == len(range(2, 40 - 1)) and watch.syncs == 0  # steps 2 .. 38 were watched
 
 

@@ -8,7 +8,7 @@ from helpers import CONTENT, STYLE, STYLE2
 from helpers.train import FAST, stylized
 from nst.config import load_config
 from nst.images import to_tensor
-from nst.runner.run import module_for
+from nst.runner.loop import module_for
 
 def test_blend_weights_one_zero_equal_the_single_style_run(tmp_path):
     common = ["data.size=48", "trainer.max_steps=4", "trainer.precision=32"]

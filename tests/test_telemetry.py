@@ -16,7 +16,7 @@ from nst.config import load_config
 from nst.images import to_pil
 from nst.runner.sinks import WandbSink
 from nst.runner.job import Job, prepare
-from nst.runner.run import build_module
+from nst.runner.loop import build_module
 from nst.runner.telemetry import Sink, Telemetry
 
 

@@ -11,7 +11,8 @@ from nst.config import load_config
 from nst.errors import ConfigError
 from nst.runner import memory, tiles
 from nst.runner.job import Job, prepare
-from nst.runner.run import build_module, check_memory
+from nst.runner.loop import build_module
+from nst.runner.tiles import check_memory
 
 SHALLOW = ["model.content_layers=[conv2_1]", "model.style_layers=[conv1_1,conv2_1,conv3_1]"]
 

@@ -69,7 +69,8 @@ def test_a_killed_video_resumes_at_its_next_frame_keeping_frames_and_flow(tmp_pa
     assert code == 0, err
     assert calls == [0, 1, 2, 3]  # frames 3 and 4 only in the resumed run
     assert {p: os.stat(out / p).st_mtime_ns for p in kept} == kept
-    assert (1, 1) not in computed and (2, 1) in computed
+    # frame 3's flow (2, 1) may have been computed ahead, while frame 2 optimized, before the kill
+    assert (1, 1) not in computed and (3, 1) in computed and len(computed) == len(set(computed))
     assert encode.probe(str(out / "final.mp4")).frames == 4
     assert [r["frame"] for r in json.loads((out / "metrics.json").read_text())["per_frame"]] == [1, 2, 3, 4]
 

@@ -51,7 +51,7 @@ def test_long_term_weights_count_each_pixel_against_its_nearest_reliable_frame()
 
 def _frame_module(temporal_weight=10.0):
     from nst.runner.job import Job, prepare
-    from nst.runner.run import build_module
+    from nst.runner.loop import build_module
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=32", "scales.min=0",
                              "trainer.max_steps=2", "model.weights=random", "logger.mode=disabled"])
     return build_module([prepare(Job(cfg))], temporal_weight=temporal_weight)

@@ -8,7 +8,8 @@ from typing import Any
 from PIL import Image
 
 from .config import load_config
-from .runner.run import quiet_device_lines, run
+from .runner.loop import quiet_device_lines
+from .runner.run import run
 
 
 def stylize(content: str, style: str | list[str], config: str | None = None, **overrides: Any) -> Image.Image:

@@ -22,7 +22,8 @@ def main(argv: list[str], prog: str = "train.py") -> int:
         if args.print_config:
             print(to_yaml(cfg), end="")
             return 0
-        from .runner.run import quiet_device_lines, run
+        from .runner.loop import quiet_device_lines
+        from .runner.run import run
         quiet_device_lines()
         if cfg.sweep.contents or cfg.sweep.styles or cfg.sweep.pairs:
             raise ConfigError(f"sweep: {args.config or 'this config'} describes a sweep of many pairs; run it with "

@@ -126,7 +126,7 @@ def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: 
     import lightning as L
 
     from ..config import load_config
-    from ..runner.run import loop_for, quiet_lightning, steps_loader
+    from ..runner.loop import fit, loop_for
 
     class CountSteps(L.Callback):
         def __init__(self):
@@ -149,8 +149,7 @@ def loop_counts(size: int = 64, steps: int = 100, history: int = 50, log_every: 
     counter = CountSteps()
     # No W&B run is started: what is logged stops at the host.
     module, trainer = loop_for(cfg, [counter], checkpoints=True, flush_seconds=None)
-    with quiet_lightning():
-        trainer.fit(module, train_dataloaders=steps_loader(steps))
+    fit(trainer, module)
     counted = steps - 1
     r = counter.result
     return {"size": size, "steps": counted, "history": history, "log_every": log_every,

@@ -8,7 +8,7 @@ import sys
 
 from .counting import loop_counts
 from ..runner.hardware import describe_device
-from ..runner.run import quiet_device_lines
+from ..runner.loop import quiet_device_lines
 from .common import write_report
 
 

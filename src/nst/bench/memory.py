@@ -33,7 +33,7 @@ def _peak() -> int:
 def measure(size: int, precision: str) -> dict:
     import torch
     from ..config import load_config
-    from ..runner.run import module_for
+    from ..runner.loop import module_for
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}", "scales.min=0",
                              "model.weights=caffe", "logger.mode=disabled", f"trainer.precision={precision}"])
     module = module_for(cfg)

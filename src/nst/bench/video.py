@@ -34,7 +34,7 @@ def cpu_name() -> str:
 def measure(args) -> dict:
     import torch
     from ..config import load_config
-    from ..runner.run import quiet_device_lines
+    from ..runner.loop import quiet_device_lines
     from ..video.run import run_video
 
     quiet_device_lines()

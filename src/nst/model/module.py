@@ -121,7 +121,7 @@ class Outcome:
 class StyleTransferModule(L.LightningModule):
     def __init__(self, *, extractor: VGG19Features, pictures: list[Picture], loss: LossSettings,
                  schedule: Schedule, optimizer: OptimizerSettings, recording: Recording,
-                 tiling: Optional[tiles.Tiling] = None):
+                 tiling: Optional[tiles.Tiling] = None, style_grams: Optional[dict] = None):
         super().__init__()
         self.tiling = tiling  # None: every evaluation is of the whole image (model/tiling.py)
         self.automatic_optimization = False
@@ -149,6 +149,8 @@ class StyleTransferModule(L.LightningModule):
         self.seconds_before = 0.0  # optimization time of the runs this one resumes
         self.fit_start: float | None = None
         self.outcome: Optional[Outcome] = None  # set by conclude()
+        # (style image, side, float32) -> (the image, its Grams): a video's frames share one, computed once per clip
+        self.style_grams = style_grams
 
     @property
     def batch_size(self) -> int:
@@ -209,17 +211,18 @@ class StyleTransferModule(L.LightningModule):
             self.objective.set_targets(content, grams, *self.size_hw(scale), guides, weights)
             return
         grams: dict[str, list[torch.Tensor]] = {k: [] for k in settings.style_layers}
-        cache: dict[tuple[int, int], dict[str, torch.Tensor]] = {}  # a style shared by several pictures
+        cache = {} if self.style_grams is None else self.style_grams  # a style shared by pictures (or frames)
+        exact = scale == len(self.schedule.sizes) - 1
         for p in self.pictures:
             longest = self.style_side(scale, p)
             blended = {k: 0.0 for k in settings.style_layers}
             for weight, style in zip(p.blend, p.styles):
-                key = (id(style), longest)
+                key = (id(style), longest, exact)  # the entry keeps the image, so its id stays its own
                 if key not in cache:
-                    cache[key] = tiles.grams(self.extractor, self.style_at(style, longest), settings.style_layers,
-                                             self.tiling)
+                    cache[key] = style, tiles.grams(self.extractor, self.style_at(style, longest),
+                                                    settings.style_layers, self.tiling)
                 for k in settings.style_layers:
-                    blended[k] = blended[k] + weight * cache[key][k]
+                    blended[k] = blended[k] + weight * cache[key][1][k].to(self.device)
             for k in settings.style_layers:
                 grams[k].append(blended[k])
         # A weighted sum of losses against several Grams has the gradient of one loss against their blend.

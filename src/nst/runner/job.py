@@ -10,13 +10,14 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ..config import INITS, scale_sizes, steps_per_scale, style_paths, to_yaml
+from ..config import INITS, scale_sizes, style_paths, to_yaml
 from ..errors import ConfigError, OutputError
 from ..files import save_png, say_replaced
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
@@ -26,6 +27,7 @@ from ..model import color
 from ..model.guides import Regions
 from ..model.module import Picture, Schedule
 from . import checkpoint
+from .settings import Settings, settings_of
 
 
 @dataclass
@@ -72,9 +74,14 @@ class Job:
     def dir(self) -> str:
         return self.cfg.output.dir
 
+    @cached_property
+    def settings(self) -> Settings:
+        """The run's settings, resolved from its config once (runner/settings.py)."""
+        return settings_of(self.cfg)
+
     def sizes(self) -> tuple[tuple[int, int], ...]:
         """(height, width) at every scale: pictures with the same sizes can share a batch."""
-        return tuple(fit_size(self.inputs.content.size, s)[::-1] for s in scale_sizes(self.cfg))
+        return tuple(fit_size(self.inputs.content.size, s)[::-1] for s in self.settings.sizes)
 
     def inputs_record(self) -> dict:
         """What the picture's objective is made of, for its checkpoint: digests of the content and style images as
@@ -101,11 +108,12 @@ def prepare_inputs(cfg: DictConfig, content: Optional[Image.Image] = None,
     content = open_rgb(cfg.data.content) if content is None else content
     styles = [open_rgb(p) for p in style_paths(cfg)] if styles is None else styles
     init: str | Image.Image = cfg.init if cfg.init in INITS else open_rgb(cfg.init)
-    w, h = fit_size(content.size, min(scale_sizes(cfg)))
+    smallest = min(scale_sizes(cfg))
+    w, h = fit_size(content.size, smallest)
     if min(w, h) < MIN_SIDE:
         raise ConfigError(f"data.size: {cfg.data.content} ({content.size[0]}x{content.size[1]}) becomes {w}x{h}, "
                           f"too small for VGG19 (each side needs at least {MIN_SIDE} px)")
-    style_longest = style_side(min(scale_sizes(cfg)), cfg.data.style_scale)
+    style_longest = style_side(smallest, cfg.data.style_scale)
     for path, style in zip(style_paths(cfg), styles):
         sw, sh = fit_size(style.size, style_longest)
         if min(sw, sh) < MIN_SIDE:
@@ -148,7 +156,7 @@ def prepare(job: Job) -> Job:
         say_replaced(cfg.output.dir, IMAGE_OUTPUTS)
         return job
     sizes = job.sizes()
-    schedule = Schedule(scale_sizes(cfg), steps_per_scale(cfg))
+    schedule = Schedule(list(job.settings.sizes), list(job.settings.steps))
     # the image after `step` steps has the size of the scale of the last step done
     saved = checkpoint.load(path)
     job.resume_step = checkpoint.check_resumable(saved, path, cfg.optim.name, cfg.trainer.max_steps,

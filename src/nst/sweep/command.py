@@ -16,7 +16,7 @@ from ..commandline import SWEEP_DESCRIPTION, SWEEP_EPILOG, parse
 from ..config import load_config, to_yaml
 from ..errors import ConfigError, Interrupted, UserError, exit_line
 from ..runner.interrupt import SignalGuard
-from ..runner.run import quiet_device_lines
+from ..runner.loop import quiet_device_lines
 from . import claims
 from .batch import run_share
 from .claims import Heartbeat

@@ -14,6 +14,9 @@ from typing import Optional
 import lightning as L
 from tqdm.auto import tqdm
 
+from ..runner.telemetry import Sink
+from .job import VideoJob
+
 
 class FrameProgress:
     def __init__(self, enabled: bool, total: int, done: int, label: Optional[str] = None):
@@ -70,3 +73,16 @@ class StepBar(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.progress.step()
+
+
+class VideoWandb(Sink):
+    """Each video's W&B run gets its frames' loss parts (the temporal loss among them) at a global step: the steps
+    of the frames before this one, plus this frame's step."""
+
+    def __init__(self, group: list[VideoJob], offsets: list[int]):
+        self.group, self.offsets = group, offsets
+
+    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
+        for b, (vj, values) in enumerate(zip(self.group, parts)):
+            if vj.run is not None and self.alive[b]:
+                vj.run.log({**values, "frame": vj.next + 1}, step=self.offsets[b] + step)

@@ -8,15 +8,13 @@ reliable (Objective.set_temporal: the targets are buffers like every other). It 
 one scale, since it starts close to its answer. `video.temporal=false` is the per-frame baseline: every frame from
 its own content, full schedule, no temporal loss.
 
-Why a module and a Trainer per frame, through run.py's build_module and make_trainer, rather than one Trainer
+Why a module and a Trainer per frame, through the fit seam of images (runner/loop.py), rather than one Trainer
 kept alive: each frame is a new optimization problem (new content and temporal targets, a new starting image, a
-fresh L-BFGS), and a new module per frame reuses everything the image path already gets right unchanged: the
-telemetry without host syncs, the failure watch, the signals, and Conclude, which reads the frame's image and
-final losses in on_train_end before Lightning's teardown moves the module to the CPU. Nothing computes on a
-module after its fit; the warping for the next frame runs on the host copy of the result. The VGG19 is loaded
-once and shared by every frame (build_module's `extractor`). The cost is Lightning's setup per frame, about
-0.3 s, measured in `make bench-video`'s seconds per frame (seconds of optimization for a 192 px frame on 2 CPU
-cores; on a GPU a batch of B videos shares it).
+fresh L-BFGS), and a new module per frame reuses everything the image path already gets right: the telemetry
+without host syncs, the failure watch, the signals, and Conclude, which reads the frame's image and final losses
+before Lightning's teardown moves the module to the CPU. Nothing computes on a module after its fit; the warping
+for the next frame runs on the host copy of the result (video/temporal.py). The VGG19 is loaded once and shared
+by every frame. The cost is Lightning's setup per frame, about 0.3 s (`make bench-video`'s seconds per frame).
 
 A video's checkpoint is its folder: frames/00001.png... (written as each frame ends), flow/ (the flow cache) and
 progress.json (each written frame's numbers). A run killed at any point resumes (resume=true) at the first frame
@@ -30,8 +28,8 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Iterator, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -43,80 +41,22 @@ from ..files import remove_leftovers, save_json, save_png, save_text, say_replac
 from ..images import open_rgb, to_tensor
 from ..model import color
 from ..model.vgg import layer_index, load_vgg19
-from ..runner.hardware import backends_restored, resolve_accelerator, resolve_precision, reuse_freed_memory
+from ..runner.hardware import backends_restored
 from ..runner.interrupt import SignalGuard
 from ..runner.job import Job, prepare_inputs
-from ..runner.run import build_module, check_memory, check_writable, make_trainer, quiet_lightning, steps_loader
+from ..runner.loop import KeepOnDevice, build_module, fit, make_trainer
+from ..runner.tiles import check_memory
+from ..runner.outputs import check_writable
 from ..runner.telemetry import Sink
 from ..runner import wandb
 from ..runner.wandb import finish, start_run
 from . import flow as flows
-from .decode import Clip, VideoError, read_clip
+from .decode import VideoError, read_clip
 from .encode import write_video
-from .progress import FrameProgress, StepBar
+from .job import VideoJob, VideoResult
+from .progress import FrameProgress, StepBar, VideoWandb
 from .resume import PROGRESS, frames_to_resume, save_progress, warn_replaced
-
-
-@dataclass
-class VideoResult:
-    metrics: dict
-    run_dir: str
-
-
-@dataclass
-class VideoJob:
-    """One clip to stylize: its config, frames, styles, flow cache, what is done, and its W&B run."""
-    cfg: DictConfig
-    clip: Clip
-    styles: list[Image.Image]
-    extra_config: Optional[dict] = None
-    frames_done: list[dict] = field(default_factory=list)  # each written frame's numbers (progress.json)
-    previous: dict[int, torch.Tensor] = field(default_factory=dict)  # stylized frames later ones warp, [1, 3, H, W]
-    run: object = None
-    error: str = ""
-    started: float = field(default_factory=time.time)
-    result: Optional[VideoResult] = None
-    flows: Optional[flows.FlowCache] = None
-    batch: int = 1  # clips of the batch it ran in (fit_videos), for metrics.json
-    # A chunk of a longer clip (a sweep's video.chunk): the previous chunk's last stylized frame [1, 3, H, W] and
-    # its original frame. Its first frame is then a later frame: that frame warped is its start and its temporal
-    # target, and it runs video.steps_later steps at one scale.
-    seam: Optional[tuple[torch.Tensor, Image.Image]] = None
-    _seam_flow: Optional[tuple[torch.Tensor, torch.Tensor]] = None
-    record: Optional[dict] = None  # video/resume.inputs_record, computed once
-    from_seam: bool = False  # a resumed chunk whose first frame came from the previous chunk's (progress.json)
-
-    def seam_flow(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(flow, weight) of the first frame against the previous chunk's last original frame."""
-        if self._seam_flow is None:
-            first, before = self.clip.frames[0], self.seam[1].resize(self.clip.size, Image.Resampling.LANCZOS)
-            backward = flows.dis_flow(first, before)
-            self._seam_flow = backward, flows.reliability(backward, flows.dis_flow(before, first))
-        return self._seam_flow
-
-    @property
-    def dir(self) -> str:
-        return self.cfg.output.dir
-
-    @property
-    def n(self) -> int:
-        return len(self.clip.frames)
-
-    @property
-    def next(self) -> int:
-        return len(self.frames_done)
-
-    @property
-    def global_step(self) -> int:
-        return sum(f["steps"] for f in self.frames_done)
-
-    def frame_path(self, t: int) -> str:
-        return os.path.join(self.dir, "frames", f"{t + 1:05d}.png")
-
-    def identity(self) -> dict:
-        """What progress.json must match for a resume to continue it."""
-        return {"source": os.path.abspath(self.clip.source), "start": self.clip.start, "frames": self.n,
-                "size": list(self.clip.size), "temporal": bool(self.cfg.video.temporal)}
+from .temporal import compute_ahead, temporal_targets, wait_ahead, warping_errors
 
 
 def run_video(cfg: DictConfig, extra_config: Optional[dict] = None) -> VideoResult:
@@ -204,6 +144,9 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     guard.phase = "hold"  # outputs exist from here on: a signal stops after the frame, or after final.mp4
     progress = FrameProgress(cfg.trainer.enable_progress_bar, sum(j.n for j in jobs), sum(j.next for j in jobs),
                              label) if cfg.trainer.enable_progress_bar else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-flow")  # the next frame's flows
+    # the style Grams, computed once per clip and kept on the device (colour modes restyle each frame: not those)
+    grams = {} if cfg.color.preserve == "none" else None
     try:
         while True:
             active = [j for j in jobs if not j.error and j.next < j.n]
@@ -212,7 +155,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
             fresh = [j for j in active if j.next == 0 and j.seam is None]  # the full schedule from the content
             for group in (fresh, [j for j in active if j not in fresh]):
                 if group:
-                    _fit_frame(group, extractor, guard, progress, label)
+                    _fit_frame(group, (extractor, grams), guard, progress, label, pool)
             if guard.requested:
                 raise _interrupted(jobs, guard.signum)
         for job in jobs:
@@ -225,6 +168,7 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
     except OutputError as e:
         raise OutputError(f"output.dir: {e}") from None
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if progress is not None:
             progress.close()
         for job in jobs:
@@ -232,32 +176,8 @@ def fit_videos(jobs: list[VideoJob], guard: SignalGuard, label: Optional[str] = 
             job.run = None
 
 
-def _temporal_targets(job: VideoJob, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The earlier stylized frames warped into frame t [J, 3, H, W] and their long-term weights [J, 1, H, W]
-    (video.long_term; a distance before the first frame has weight 0)."""
-    warped, weights = [], []
-    h, w = job.clip.size[1], job.clip.size[0]
-    for j in job.cfg.video.long_term:
-        if t - j == -1 and job.seam is not None:  # the previous chunk's last frame
-            flow, weight = job.seam_flow()
-            previous = job.seam[0]
-            if job.cfg.color.preserve == "luminance":
-                previous = color.gray3(color.luminance(previous))
-            warped.append(flows.warp(previous, flow))
-            weights.append(weight[None])
-            continue
-        if t - j < 0:
-            warped.append(torch.zeros(1, 3, h, w))
-            weights.append(torch.zeros(1, 1, h, w))
-            continue
-        flow, weight = job.flows.get(t, j)
-        warped.append(flows.warp(job.previous[t - j], flow))
-        weights.append(weight[None])
-    return torch.cat(warped), flows.long_term(torch.cat(weights))
-
-
-def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: Optional["FrameProgress"],
-               label: Optional[str]) -> None:
+def _fit_frame(group: list[VideoJob], shared: tuple, guard: SignalGuard, progress: Optional["FrameProgress"],
+               label: Optional[str], pool: Executor) -> None:
     """The next frame of every clip of `group` (all at their first frame, or all past it) as one batch."""
     started = time.perf_counter()
     cfg = group[0].cfg
@@ -273,8 +193,9 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
         jcfg.output.dir = vj.dir
         inputs = prepare_inputs(jcfg, content=vj.clip.frames[t], styles=vj.styles)
         if temporal and not first:
+            flow_seconds += wait_ahead(vj, t)  # computed while the frame before optimized
             before = vj.flows.seconds
-            w, c = _temporal_targets(vj, t)
+            w, c = temporal_targets(vj, t)
             flow_seconds += vj.flows.seconds - before
             inputs.init = w[:1]  # start from the previous stylized frame, warped
             warped.append(w)
@@ -282,18 +203,19 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
         jobs.append(Job(jcfg, vj.extra_config, inputs))
     if first:
         check_memory(fcfg, jobs)
-    module = build_module(jobs, extractor, cfg.video.temporal_weight if temporal else 0.0)
+    module = build_module(jobs, shared[0], cfg.video.temporal_weight if temporal else 0.0, shared[1])
     if warped:
         module.objective.set_temporal(torch.stack(warped), torch.stack(weights))
     offsets = [vj.global_step for vj in group]
     sinks: list[Sink] = [VideoWandb(group, offsets)] if any(vj.run is not None for vj in group) else []
-    callbacks = [StepBar(progress)] if progress is not None else []
+    callbacks = [KeepOnDevice("extractor"), *([StepBar(progress)] if progress is not None else [])]
     trainer, watch, _ = make_trainer(fcfg, jobs, module, guard, label, callbacks, extra_sinks=sinks)
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    for vj in group:
+        if temporal and vj.next + 1 < vj.n:
+            compute_ahead(pool, vj, vj.next + 1)
     try:
         guard.phase = "step"
-        with quiet_lightning(), reuse_freed_memory(accelerator == "cpu"):
-            trainer.fit(module, train_dataloaders=steps_loader(fcfg.trainer.max_steps), weights_only=True)
+        fit(trainer, module)
     except Interrupted as e:  # a second signal: this frame is lost, the written ones stay
         raise _interrupted(group, e.signum) from None
     except TrainingError as e:
@@ -329,19 +251,6 @@ def _fit_frame(group: list[VideoJob], extractor, guard: SignalGuard, progress: O
                              / max(1, len(group)))
 
 
-class VideoWandb(Sink):
-    """Each video's W&B run gets its frames' loss parts (the temporal loss among them) at a global step: the steps
-    of the frames before this one, plus this frame's step."""
-
-    def __init__(self, group: list[VideoJob], offsets: list[int]):
-        self.group, self.offsets = group, offsets
-
-    def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
-        for b, (vj, values) in enumerate(zip(self.group, parts)):
-            if vj.run is not None and self.alive[b]:
-                vj.run.log({**values, "frame": vj.next + 1}, step=self.offsets[b] + step)
-
-
 def _interrupted(jobs: list[VideoJob], signum: int) -> Interrupted:
     name = signal_name(signum)
     job = jobs[0]
@@ -352,19 +261,6 @@ def _interrupted(jobs: list[VideoJob], signum: int) -> Interrupted:
     return Interrupted(signum, f"interrupted by {name} at frame {job.next + 1}/{job.n}: the {job.next} frames "
                                f"written and the cached flow stay in {where}; resume with: python train.py "
                                f"--config {os.path.join(job.dir, 'config.yaml')} resume=true")
-
-
-def warping_errors(job: VideoJob, frames: Iterable[Image.Image]) -> list[float]:
-    """The warping error of each frame t >= 2 against frame t-1, along the flow of the original frames (a pass
-    over `frames` that holds two of them at a time)."""
-    out, before = [], None
-    for t, im in enumerate(frames):
-        now = to_tensor(im)
-        if before is not None:
-            flow, weight = job.flows.get(t, 1)
-            out.append(flows.warping_error(now, before, flow, weight))
-        before = now
-    return out
 
 
 def stylized(job: VideoJob) -> Iterator[Image.Image]:
@@ -385,7 +281,6 @@ def conclude_video(job: VideoJob) -> None:
     rows = job.frames_done
     later = [r["seconds"] for r in rows[1:]]
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-    accelerator = resolve_accelerator(cfg.trainer.accelerator)
     metrics = {
         "frames": job.n, "fps": float(clip.fps), "size": [clip.size[1], clip.size[0]],
         "temporal": bool(cfg.video.temporal),
@@ -396,7 +291,7 @@ def conclude_video(job: VideoJob) -> None:
         "later_frame_seconds": mean(later), "seconds": round(sum(r["seconds"] for r in rows), 3),
         "total_seconds": round(time.time() - job.started, 3), "steps": job.global_step, "batch": job.batch,
         "audio": clip.audio,
-        "precision": resolve_precision(str(cfg.trainer.precision), accelerator),
+        "precision": job.settings.precision,
         "notes": clip.notes, "per_frame": rows, "per_frame_warping_error": errors,
     }
     if job.seam is not None:  # a chunk's first frame against the previous chunk's last
