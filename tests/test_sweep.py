@@ -218,7 +218,7 @@ def test_plan_cross_product_globs_explicit_pairs_and_duplicates(monkeypatch):
 @pytest.mark.parametrize("overrides, message", [
     (["sweep.contents=[]", "sweep.styles=[]"], "error: sweep: no pairs"),
     (["sweep.styles=[]"], "error: sweep.styles: needed too when sweep.contents is given"),
-    (["sweep.contents=[assets/*.png]"], "error: sweep.contents: 'assets/*.png' matches no file"),
+    (["sweep.contents=[assets/*.tif]"], "error: sweep.contents: 'assets/*.tif' matches no file"),
     (["sweep.pairs=[[a.jpg,b.jpg]]"], "error: sweep.pairs: give either sweep.pairs or sweep.contents"),
     (["sweep.contents=[]", "sweep.styles=[]", "sweep.pairs=[[a.jpg]]"], "error: sweep.pairs[0]: expected"),
     (["sweep.contents=[]", "sweep.styles=[]", "sweep.pairs=[[a/x.jpg,s.jpg],[b/x.jpg,s.jpg]]"],
