@@ -154,7 +154,7 @@ def test_every_make_target_named_is_in_the_makefile(rel):
 def test_the_checks_see_paths_and_targets():
     """The rules above find what they are meant to, so that an empty match cannot pass for a clean page."""
     readme = named_paths("README.md")
-    assert "configs/starry.yaml" in readme and "src/nst/config.py" in readme
+    assert "configs/starry.yaml" in readme and "src/nst/schema.py" in readme
     assert not any(p.startswith(("outputs/", ".venv/")) for p in readme)
     assert {"run", "test"} <= set(make_targets("README.md"))
     assert ignored("outputs/starry/final.png", ignore_patterns()) and not ignored("docs/sweep.md", ignore_patterns())
