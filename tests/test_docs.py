@@ -6,7 +6,7 @@ Which strings are paths:
 - every relative link and image target, `[text](path#anchor)`: the file relative to the document, and the
   anchor a heading of the file it points to;
 - every other word with a slash that starts at a folder of the repository (`configs/`, `src/nst/...`,
-  `docs/...`, `tests/...`) or of the package (`model/optim.py` is src/nst/model/optim.py), or that ends in a
+  `docs/...`, `tests/...`) or of the package (`model/lbfgs.py` is src/nst/model/lbfgs.py), or that ends in a
   source or document suffix (.py, .yaml, .md, .toml): it must exist relative to the repository, the document's
   folder or src/nst.
 A path that .gitignore ignores (outputs/, .venv/, *.ckpt, ...) is written by a run, not kept in the repository,

@@ -52,7 +52,7 @@ def test_the_next_frames_flow_is_computed_while_the_frame_before_optimizes(tmp_p
 
 def test_a_clips_style_grams_are_computed_once_for_all_its_frames(tmp_path, capsys, monkeypatch, one_thread):
     from nst.model import module as model_module
-    from nst.model.losses import gram
+    from nst.model.gram import gram
     counted = []
 
     def counting_gram(features):

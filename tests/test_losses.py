@@ -2,7 +2,8 @@
 
 import torch
 
-from nst.model.losses import content_term, gatys_style_loss, gram, tv_loss
+from nst.model.gram import gram
+from nst.model.loss import content_term, gatys_style_loss, tv_loss
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,7 +88,7 @@ def test_every_loss_is_per_image_in_a_batch():
 
 
 def test_the_fused_terms_equal_the_paper_formulas_with_their_weights():
-    from nst.model.losses import style_term
+    from nst.model.loss import style_term
     torch.manual_seed(2)
     f, a = torch.randn(2, 4, 6, 5, dtype=torch.float64), torch.randn(2, 4, 6, 5, dtype=torch.float64)
     weight, norm, m = 3.0, torch.tensor([0.5, 2.0], dtype=torch.float64), 30

@@ -26,7 +26,8 @@ from ..keys import objective_settings
 from .. import masks
 from ..model import color
 from ..model.guides import Regions
-from ..model.module import Picture, Schedule
+from ..model.batch import Picture
+from ..model.schedule import Schedule
 from . import checkpoint
 from .settings import Settings, settings_of
 
