@@ -28,7 +28,7 @@ class Picture:
 
 @dataclass
 class OptimizerSettings:
-    """The optim.* keys of the config (their defaults are in config.py, and only there)."""
+    """The optim.* keys of the config (their defaults are in schema.py, and only there)."""
     name: str  # lbfgs | adam
     lr: float
     history: int  # L-BFGS memory
