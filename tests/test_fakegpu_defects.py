@@ -114,7 +114,7 @@ def _work(cfg, hw):
 def test_sweep_batch_auto_picks_batches_the_runs_own_check_accepts(free_gib, size):
     """The batches the review saw refused (13 at 2048 px on 139 GiB free, 8 at 1024 px and 15 at 768 px on 22)."""
     from nst.images import fit_size, oriented_size
-    from nst.runner.memory import check_memory
+    from nst.runner.tiles import check_memory
     from nst.runner.settings import settings_of
     cfg = load_config(None, [f"data.content={CONTENT}", f"data.style={STYLE}", f"data.size={size}",
                              "trainer.accelerator=gpu", "trainer.devices=[0]", "trainer.precision=auto",
