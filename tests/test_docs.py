@@ -6,7 +6,7 @@ Which strings are paths:
 - every relative link and image target, `[text](path#anchor)`: the file relative to the document, and the
   anchor a heading of the file it points to;
 - every other word with a slash that starts at a folder of the repository (`configs/`, `src/nst/...`,
-  `docs/...`, `tests/...`) or of the package (`model/optim.py` is src/nst/model/optim.py), or that ends in a
+  `docs/...`, `tests/...`) or of the package (`model/lbfgs.py` is src/nst/model/lbfgs.py), or that ends in a
   source or document suffix (.py, .yaml, .md, .toml): it must exist relative to the repository, the document's
   folder or src/nst.
 A path that .gitignore ignores (outputs/, .venv/, *.ckpt, ...) is written by a run, not kept in the repository,
@@ -154,7 +154,7 @@ def test_every_make_target_named_is_in_the_makefile(rel):
 def test_the_checks_see_paths_and_targets():
     """The rules above find what they are meant to, so that an empty match cannot pass for a clean page."""
     readme = named_paths("README.md")
-    assert "configs/starry.yaml" in readme and "src/nst/config.py" in readme
+    assert "configs/starry.yaml" in readme and "src/nst/schema.py" in readme
     assert not any(p.startswith(("outputs/", ".venv/")) for p in readme)
     assert {"run", "test"} <= set(make_targets("README.md"))
     assert ignored("outputs/starry/final.png", ignore_patterns()) and not ignored("docs/sweep.md", ignore_patterns())

@@ -15,7 +15,7 @@ from helpers import CONTENT, ROOT, STYLE, STYLE2
 from helpers.fakegpu import fake_gpu, fake_tensors
 from helpers.train import assert_one_line_error, cli, tiny
 from nst.config import load_config
-from nst.model.losses import gram_sums
+from nst.model.gram import gram_sums
 from nst.runner import memory
 
 pytestmark = pytest.mark.fakegpu
@@ -220,7 +220,7 @@ def test_the_sweeps_closing_line_is_read_only_from_a_whole_line():
 def test_temporal_targets_go_to_the_objectives_device_even_after_it_moved():
     """A video frame's module may already be on the GPU when its temporal targets are set: on a `cuda` objective
     under FakeTensorMode, targets made on the CPU must land on `cuda`."""
-    from nst.model.objective import LossSettings, Objective
+    from nst.model.loss import LossSettings, Objective
     settings = LossSettings(["conv4_2"], ["conv1_1"], [1.0], 1.0, 1.0, 0.0, True, temporal_weight=10.0)
     warped, weights = torch.rand(2, 3, 8, 8), torch.ones(2, 1, 8, 8)
     with fake_tensors():  # without fake_gpu: FakeTensorMode moves to `cuda` only where torch sees no GPU

@@ -51,15 +51,15 @@ def test_the_next_frames_flow_is_computed_while_the_frame_before_optimizes(tmp_p
 
 
 def test_a_clips_style_grams_are_computed_once_for_all_its_frames(tmp_path, capsys, monkeypatch, one_thread):
-    from nst.model import tiling as style_targets
-    from nst.model.losses import gram
+    from nst.model import tiling as model_tiling
+    from nst.model.gram import gram
     counted = []
 
     def counting_gram(features):
         counted.append(tuple(features.shape))
         return gram(features)
 
-    monkeypatch.setattr(style_targets, "gram", counting_gram)  # the style targets' Grams (tiling.grams), not the loss's
+    monkeypatch.setattr(model_tiling, "gram", counting_gram)  # the style targets' Grams (tiling.grams), not the loss's
     code, err = cli(capsys, video_args(tmp_path / "run", clip_file(tmp_path, 3), "scales.min=0"))
     assert code == 0, err
     assert len(counted) == 5  # conv1_1 .. conv5_1 of the one style, for frame 1; frames 2 and 3 reuse them

@@ -14,8 +14,8 @@ SRC = os.path.join(ROOT, "src")
 
 
 def test_every_schema_key_has_a_meaning_from_its_comment():
-    """A field added to config.py without a comment (beside it or right above it) fails here."""
-    from nst.config import Config
+    """A field added to schema.py without a comment (beside it or right above it) fails here."""
+    from nst.schema import Config
     from nst.helptext import defaults, meanings
     told = meanings()
     container = OmegaConf.to_container(OmegaConf.structured(Config))

@@ -14,7 +14,7 @@ from helpers.train import assert_one_line_error, cli, tiny
 from nst.config import load_config
 from nst.images import to_tensor
 from nst.model.guides import Regions, guided_gram, propagate, region_targets
-from nst.model.objective import LossSettings, Objective
+from nst.model.loss import LossSettings, Objective
 from nst.model.vgg import load_vgg19
 from nst.runner.run import run
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from nst.model.losses import gram
-from nst.model.objective import LossSettings, Objective
-from nst.model.optim import BatchLBFGS
+from nst.model.gram import gram
+from nst.model.loss import LossSettings, Objective
+from nst.model.lbfgs import BatchLBFGS
 from nst.model.tiling import Tiling, auto_margin, evaluate, features, grams, plan, reach
 from nst.model.vgg import load_vgg19
 

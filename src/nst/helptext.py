@@ -1,6 +1,6 @@
 """The config keys as `--help` shows them: every key of the schema with its default and its meaning.
 
-The meaning is the comment that config.py's schema gives the field, the one beside it or the comment lines right
+The meaning is the comment that the schema (schema.py) gives the field, the one beside it or the comment lines right
 above it, read from the schema's source (ast and tokenize): one place for it, not a second list.
 """
 
@@ -36,10 +36,10 @@ def _meaning(node: ast.AnnAssign, lines: list[str], comments: dict[int, str]) ->
 
 def meanings(source: str | None = None, root: str = "Config") -> dict[str, str]:
     """Every leaf key of the schema (`data.size`, `seed`) -> its meaning ("" where the field has no comment),
-    in the schema's order. `source`: config.py's text (default: the installed module's)."""
+    in the schema's order. `source`: schema.py's text (default: the installed module's)."""
     if source is None:
-        from . import config
-        with open(config.__file__, encoding="utf-8") as f:
+        from . import schema
+        with open(schema.__file__, encoding="utf-8") as f:
             source = f.read()
     tree = ast.parse(source)
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
@@ -74,7 +74,7 @@ def defaults() -> dict[str, Any]:
     """Every leaf key of the schema -> its default."""
     from omegaconf import OmegaConf
 
-    from .config import Config
+    from .schema import Config
 
     sections = {k.split(".")[0] for k in meanings() if "." in k}  # data, model, ... (not sweep.grid, a dict)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import load_config
-from ..model.losses import gram
+from ..model.gram import gram
 from ..model.vgg import CONVS, LAYERS
 from ..runner.hardware import cpu_has_fast_bf16, describe_device, resolve_precision, reuse_freed_memory
 from ..runner.loop import module_for

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from ..images import fit_size
-from ..model.losses import gram
+from ..model.gram import gram
 from ..model.vgg import load_vgg19
 from ..runner.hardware import describe_device, resolve_accelerator, resolve_precision, tune_backends
 from .common import median_ms, write_report

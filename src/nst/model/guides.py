@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .losses import gram, guided_gram_sums
+from .gram import gram, guided_gram_sums
 from .precision import no_autocast
 from .vgg import LAYERS, layer_index
 

@@ -32,8 +32,8 @@ from typing import Optional
 
 import torch
 
-from .losses import content_output_grad, content_term, gram, gram_sums, style_from_sums, style_output_grad
-from .objective import Objective
+from .gram import gram, gram_sums
+from .loss import Objective, content_output_grad, content_term, style_from_sums, style_output_grad
 from .precision import no_autocast
 from .vgg import CONVS, layer_index
 

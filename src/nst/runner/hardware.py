@@ -56,7 +56,7 @@ def gpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, accelerator: str) -> str:
     """`auto` -> bf16-mixed where bf16 is fast (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), else 32-true.
 
-    Gram matrices and losses always run in float32 whatever this returns (see losses.py).
+    Gram matrices and losses always run in float32 whatever this returns (see model/gram.py and model/loss.py).
     """
     if precision != "auto":
         return {"32": "32-true"}.get(precision, precision)

@@ -17,7 +17,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from ..config import INITS, scale_sizes, style_paths, to_yaml
+from ..config import scale_sizes, style_paths, to_yaml
+from ..schema import INITS
 from ..errors import ConfigError, OutputError
 from ..files import save_png, say_replaced
 from ..images import MIN_SIDE, fit_size, open_rgb, style_side, to_pil, to_tensor
@@ -25,7 +26,8 @@ from ..keys import objective_settings
 from .. import masks
 from ..model import color
 from ..model.guides import Regions
-from ..model.module import Picture, Schedule
+from ..model.batch import Picture
+from ..model.schedule import Schedule
 from . import checkpoint
 from .settings import Settings, settings_of
 

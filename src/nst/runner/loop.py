@@ -25,8 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import layers_of
 from ..errors import ConfigError, first_line
 from ..files import save_text
-from ..model.module import OptimizerSettings, Recording, Schedule, StyleTransferModule
-from ..model.objective import LossSettings
+from ..model.batch import OptimizerSettings, Recording
+from ..model.module import StyleTransferModule
+from ..model.schedule import Schedule
+from ..model.loss import LossSettings
 from ..model.vgg import layer_index, load_vgg19
 from .. import masks
 from . import checkpoint, tiles

@@ -19,7 +19,8 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..config import SweepConfig, validate
+from ..config import validate
+from ..schema import SweepConfig
 from ..errors import ConfigError, UserError, first_line
 from ..keys import NOT_RESULT_KEYS
 from ..paths import stem

@@ -1,4 +1,6 @@
-"""The objective: the loss of a batch of pictures, and everything it compares against, in one nn.Module.
+"""The loss of Gatys et al.: its terms (content, style, guided style, total variation, temporal; one value per
+image of a batch, float32 with autocast off) and the Objective, the loss of a batch of pictures and everything
+it compares against, in one nn.Module. The Gram matrices the style terms compare are gram.py's.
 
 At each scale the module is given the content features and the blended style Grams of every picture
 (`set_targets`). It keeps them, each layer's normaliser and one factor per layer and picture (loss weight x
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .losses import content_term, gatys_style_loss, guided_style_term, style_term, temporal_term, tv_loss
+from .gram import gram_sums, guided_gram_sums, wide
 from .precision import no_autocast
 from .vgg import POOLS_BEFORE
 
@@ -60,6 +62,77 @@ def positions(layer: str, h: int, w: int) -> int:
     return (h >> pools) * (w >> pools)
 
 
+def gatys_style_loss(g: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
+    """E_l = sum((G - A)^2) / (4 N^2 M^2) per image [B], for Grams [B, N, N] already divided by M."""
+    return ((g - a) ** 2).sum((1, 2)) / (4.0 * n * n)
+
+
+def style_term(features: torch.Tensor, target_sums: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum((F F^T - T)^2) per image: a layer's weighted style loss in the fewest kernels.
+
+    With T = M A (the style's Gram times the positions of these features) and scale = weight / (4 N^2 M^2 norm),
+    it equals weight * gatys_style_loss(gram(features), A, N) / norm: the 1/M of the Gram folds into `scale`.
+    """
+    return style_from_sums(gram_sums(features), target_sums, scale)
+
+
+def style_from_sums(sums: torch.Tensor, target_sums: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum((S - T)^2) per image, for Gram sums S = F F^T (of a whole image, or added up block by block)."""
+    return ((sums - target_sums) ** 2).sum((1, 2)) * scale
+
+
+def style_output_grad(features: torch.Tensor, diff: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The gradient of style_from_sums with respect to `features` [B, N, H, W] that are part of the image whose Gram
+    sums differ from the target by `diff` [B, N, N] (symmetric): 4 scale dS F, in the features' dtype and layout."""
+    b, n, h, w = features.shape
+    f = features.permute(0, 2, 3, 1).reshape(b, h * w, n)
+    dtype = f.dtype if f.dtype in (torch.float32, torch.float64, torch.bfloat16) else torch.float32
+    m = (diff * (4.0 * scale)[:, None, None]).to(dtype)
+    return torch.bmm(f.to(dtype), m).reshape(b, h, w, n).permute(0, 3, 1, 2).to(features.dtype)
+
+
+def content_output_grad(features: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The gradient of content_term with respect to `features`: 2 scale (F - T), in the features' dtype."""
+    return ((wide(features) - target) * (2.0 * scale)[:, None, None, None]).to(features.dtype)
+
+
+def guided_style_term(features: torch.Tensor, guide: torch.Tensor, target_sums: torch.Tensor,
+                      scale: torch.Tensor) -> torch.Tensor:
+    """One region's weighted style loss at one layer, per image [B]: scale * sum(((F g)(F g)^T - T)^2).
+
+    With S = sum(g^2) (the region's positions), T = S A_r and scale = weight / (4 N^2 S^2 norm), it is
+    weight * sum((G_r - A_r)^2) / (4 N^2 norm) for the guided Gram G_r = (F g)(F g)^T / S of Gatys et al. 2017.
+    An all-ones guide gives style_term exactly. The one place a guided contribution is computed."""
+    return ((guided_gram_sums(features, guide) - target_sums) ** 2).sum((1, 2)) * scale
+
+
+def content_term(features: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """scale * sum((F - T)^2) per image [B]. With scale = weight / (elements x norm) it is the weighted mean
+    squared feature error (the paper's 1/2 sum, divided by the element count so size does not matter).
+
+    Computed on [B, H, W, C] views: for channels_last features they are contiguous, so the gradient comes back
+    channels_last too. Done on [B, C, H, W] the gradient comes back in the other layout, and adding it to the
+    deeper layers' gradient costs ten times a plain add.
+    """
+    f, t = features.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
+    return ((wide(f) - t) ** 2).sum((1, 2, 3)) * scale
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels per image [B]: smooths high-frequency noise."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return (dx ** 2).mean((1, 2, 3)) + (dy ** 2).mean((1, 2, 3))
+
+
+def temporal_term(image: torch.Tensor, warped: torch.Tensor, weights: torch.Tensor, scale: float) -> torch.Tensor:
+    """Ruder et al.'s temporal loss per image [B]: scale * sum over the earlier frames j and pixels of
+    c_j (x - w_j)^2, with image [B, 3, H, W], the earlier stylized frames warped into this one [B, J, 3, H, W] and
+    their per-pixel weights [B, J, 1, H, W]; scale = weight / D (D = 3 H W, the image's dimension)."""
+    diff = image[:, None] - warped
+    return (weights * diff.square()).flatten(1).sum(1) * scale
+
+
 class Objective(nn.Module):
     """Content + style (+ total variation) loss of B pictures against targets held as buffers."""
 
@@ -83,7 +156,7 @@ class Objective(nn.Module):
     def set_targets(self, content: dict[str, torch.Tensor], grams: dict[str, torch.Tensor], h: int, w: int,
                     guides: dict[str, torch.Tensor] | None = None, region_weights: torch.Tensor | None = None) -> None:
         """Targets for a target image of h x w: content features [B, C, H', W'] by content layer, blended style
-        Grams [B, N, N] (already divided by their own positions, see losses.gram) by style layer.
+        Grams [B, N, N] (already divided by their own positions, see gram.gram) by style layer.
 
         With regions (settings.regions = R): grams are [B, R, N, N] (each region's style Gram, guided by its style
         mask if any), guides [B, R, 1, H', W'] by style layer (model/guides.py) and region_weights [B, R]."""

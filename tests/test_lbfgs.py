@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nst.bench.counting import count_ops_and_syncs
-from nst.model.optim import BatchLBFGS
+from nst.model.lbfgs import BatchLBFGS
 
 N = 12  # unknowns per problem
 
