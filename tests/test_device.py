@@ -16,6 +16,7 @@ from lightning.pytorch.strategies import Strategy
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from helpers import CONTENT, ROOT, STYLE, STYLE2
+from helpers.sweeps import run_share_here
 from helpers.train import assert_one_line_error, cli
 from nst.config import load_config
 from nst.runner import memory
@@ -132,8 +133,6 @@ def test_a_batched_sweep_computes_nothing_after_lightnings_teardown(tmp_path, ca
 def test_an_out_of_memory_batch_is_retried_in_halves_after_the_failed_attempt_is_freed(tmp_path, monkeypatch):
     """The retry must not run inside the except block, where the traceback keeps the failed attempt's tensors."""
     from nst.sweep import batch as sweep_batch
-    from nst.sweep.plan import plan
-    from nst.sweep.processes import Dist
 
     cfg = load_config(SWEEP_CONFIG, ["model.weights=random", "data.size=48", "scales.min=0",
                                             "trainer.max_steps=2", "logger.mode=disabled", "sweep.batch=2",
@@ -155,12 +154,7 @@ def test_an_out_of_memory_batch_is_retried_in_halves_after_the_failed_attempt_is
         return real_fit(jobs, guard, label)
 
     monkeypatch.setattr(sweep_batch, "fit_batch", fit_batch)
-    from nst.sweep.claims import Heartbeat
-    heartbeat = Heartbeat()
-    try:
-        results = sweep_batch.run_share(cfg, plan(cfg), Dist(), None, heartbeat, since=0.0)
-    finally:
-        heartbeat.close()
+    results = run_share_here(cfg)
     assert attempts == [2, 1, 1]
     assert alive_at_retry == [False, False]
     assert [r.status for r in results] == ["done", "done"]

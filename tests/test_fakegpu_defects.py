@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from helpers import CONTENT, ROOT, STYLE, STYLE2
 from helpers.fakegpu import fake_gpu, fake_tensors
+from helpers.sweeps import run_share_here
 from helpers.train import assert_one_line_error, cli, tiny
 from nst.config import load_config
 from nst.model.gram import gram_sums
@@ -73,9 +74,6 @@ def test_a_batch_out_of_cublas_memory_or_refused_by_its_check_is_halved_never_fa
     goes on as two batches of one, and each pair's config.yaml keeps the sweep's device settings."""
     from nst.runner.memory import TooLarge
     from nst.sweep import batch as sweep_batch
-    from nst.sweep.claims import Heartbeat
-    from nst.sweep.plan import plan
-    from nst.sweep.processes import Dist
 
     cfg = load_config(os.path.join(ROOT, "configs", "sweep.yaml"), [
         "model.weights=random", "data.size=32", "scales.min=0", "trainer.max_steps=1", "logger.mode=disabled",
@@ -91,11 +89,7 @@ def test_a_batch_out_of_cublas_memory_or_refused_by_its_check_is_halved_never_fa
         return real_fit(jobs, guard, label)
 
     monkeypatch.setattr(sweep_batch, "fit_batch", fit_batch)
-    heartbeat = Heartbeat()
-    try:
-        results = sweep_batch.run_share(cfg, plan(cfg), Dist(), None, heartbeat, since=0.0)
-    finally:
-        heartbeat.close()
+    results = run_share_here(cfg)
     assert attempts == [2, 1, 1] and [r.status for r in results] == ["done", "done"]
     for pair in ("tubingen__starry_night", "tubingen__the_scream"):
         written = OmegaConf.load(tmp_path / "sweep" / pair / "config.yaml")

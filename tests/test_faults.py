@@ -109,6 +109,16 @@ def test_a_grid_over_what_plans_the_chunks_is_one_line(key, chunk):
         grid_settings(cfg)
 
 
+
+def _looks_written(folder: str) -> None:
+    """A chunk's folder as a finished run leaves it: two frames, final.mp4 and metrics.json (stand-ins)."""
+    os.makedirs(os.path.join(folder, "frames"))
+    for t, im in enumerate(pan(2), 1):
+        im.save(os.path.join(folder, "frames", f"{t:05d}.png"))
+    for name in ("final.mp4", "metrics.json"):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(json.dumps({"frames": 2}))
+
 def _chunked_sweep(tmp_path, contents, chunk=2):
     from omegaconf import OmegaConf
     cfg = load_config(None, [f"output.dir={tmp_path / 'sweep'}", f"video.chunk={chunk}", "data.size=48"])
@@ -137,12 +147,7 @@ def test_a_join_killed_halfway_leaves_no_temporary_file_after_the_next(tmp_path)
     cfg = _chunked_sweep(tmp_path, [clip])
     pairs = plan(cfg)
     for pair in pairs:
-        os.makedirs(os.path.join(pair.dir, "frames"))
-        for t, im in enumerate(pan(2), 1):
-            im.save(os.path.join(pair.dir, "frames", f"{t:05d}.png"))
-        for name in ("final.mp4", "metrics.json"):
-            with open(os.path.join(pair.dir, name), "w") as f:
-                f.write(json.dumps({"frames": 2}))
+        _looks_written(pair.dir)
     joined = tmp_path / "sweep" / "pan__starry_night"
     joined.mkdir()
     (joined / ".final.mp4.killed.tmp").write_bytes(b"half a video")
@@ -175,12 +180,7 @@ def test_a_chunk_takes_its_seam_only_from_a_previous_chunk_made_like_it_and_a_re
     cfg = _chunked_sweep(tmp_path, [clip_file(tmp_path, 4)])
     cfg.video.steps_later, cfg.model.weights = 2, "random"
     first, second = plan(cfg)
-    os.makedirs(os.path.join(first.dir, "frames"))
-    for t, im in enumerate(pan(2), 1):
-        im.save(os.path.join(first.dir, "frames", f"{t:05d}.png"))
-    for name in ("final.mp4", "metrics.json"):
-        with open(os.path.join(first.dir, name), "w") as f:
-            f.write(json.dumps({"frames": 2}))
+    _looks_written(first.dir)
     work = Work(second, "2/2", pair_config(cfg, second), "new", None)
     work.job = prepare_video(work.cfg)
     older = pair_config(cfg, first)

@@ -59,3 +59,18 @@ def summary(out) -> list[dict]:
 def ran(log: str) -> list[str]:
     """Pairs whose optimization finished in this invocation, one entry per time, from every rank's lines."""
     return re.findall(r"\d+/\d+ (\S+): done in ", log)
+
+
+def run_share_here(cfg) -> list:
+    """This process's share of the sweep `cfg`, run in this process (one rank, a heartbeat closed after): the
+    results of sweep/batch.run_share, for tests that replace its fit_batch."""
+    from nst.sweep import batch as sweep_batch
+    from nst.sweep.claims import Heartbeat
+    from nst.sweep.plan import plan
+    from nst.sweep.processes import Dist
+
+    heartbeat = Heartbeat()
+    try:
+        return sweep_batch.run_share(cfg, plan(cfg), Dist(), None, heartbeat, since=0.0)
+    finally:
+        heartbeat.close()
