@@ -136,7 +136,7 @@ class StyleTransferModule(L.LightningModule):
             return
         grams: dict[str, list[torch.Tensor]] = {k: [] for k in settings.style_layers}
         cache = {} if self.style_grams is None else self.style_grams  # a style shared by pictures (or frames)
-        exact = scale == len(self.schedule.sizes) - 1
+        exact = scale == len(self.schedule.sizes) - 1  # float32 targets there (compute_targets), not the training's
         for p in self.pictures:
             longest = self.style_side(scale, p)
             blended = {k: 0.0 for k in settings.style_layers}
