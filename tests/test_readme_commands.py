@@ -49,8 +49,9 @@ def env() -> dict:
 
 def make_recipe(words: list[str]) -> list[str]:
     """What make would run for `make WORDS` (its stamp taken as up to date: no reinstall), one shell line each."""
-    proc = subprocess.run(["make", "-n", "-o", ".venv/.installed", *words], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    outer = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.installed", *words], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=outer)
     assert proc.returncode == 0, proc.stderr
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
