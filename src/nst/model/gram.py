@@ -22,13 +22,14 @@ def _has_bmm_out_dtype() -> bool:
 _BMM_OUT_DTYPE = _has_bmm_out_dtype()
 
 
-def float32_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b (batched) as float32, from bf16 (or float32) inputs, without rounding the result to bf16."""
-    if a.dtype == torch.bfloat16 and _BMM_OUT_DTYPE and a.device.type != "cpu":
-        return torch.bmm(a, b, out_dtype=torch.float32)
-    if a.dtype == torch.bfloat16:
-        a, b = a.float(), b.float()
-    return torch.bmm(a, b)
+def float32_gram_product(f: torch.Tensor) -> torch.Tensor:
+    """F^T F (batched) as float32, from bf16 (or float32) F [B, M, N], without rounding the result to bf16; on the
+    CPU, bf16 F is copied to float32 once (not once per operand)."""
+    if f.dtype == torch.bfloat16 and _BMM_OUT_DTYPE and f.device.type != "cpu":
+        return torch.bmm(f.transpose(1, 2), f, out_dtype=torch.float32)
+    if f.dtype == torch.bfloat16:
+        f = f.float()
+    return torch.bmm(f.transpose(1, 2), f)
 
 
 class _GramProduct(torch.autograd.Function):
@@ -37,7 +38,7 @@ class _GramProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, f):
         ctx.save_for_backward(f)
-        return float32_product(f.transpose(1, 2), f)
+        return float32_gram_product(f)
 
     @staticmethod
     def backward(ctx, grad):
