@@ -97,3 +97,24 @@ def test_the_seam_ratio_sees_seams():
     seams = ramp.copy()
     seams[:, 64::64] = 0  # a dark column at each block boundary
     assert seam_ratio(Image.fromarray(seams), 64) > 10
+
+
+@pytest.mark.parametrize("display", ["lines", "bar"])
+def test_the_progress_display_says_the_blocks_of_a_tiled_scale(tmp_path, monkeypatch, capsys, display):
+    """48x64 in blocks of 32: the coarse scale (24x32) is whole and says nothing; the last scale says 4 blocks."""
+    from nst.runner import loop
+    from nst.runner import run as runner
+    from nst.runner.sinks import ProgressBar
+    if display == "bar":
+        monkeypatch.setattr(loop, "progress_sink", lambda *a, **k: ProgressBar())  # as on a terminal
+    cfg = config(*SHALLOW, "data.size=64", "scales.min=32", "scales.steps=2", "trainer.max_steps=5",
+                 "tiling.block=32", "tiling.enabled=true", "trainer.enable_progress_bar=true",
+                 f"output.dir={tmp_path}")
+    result = runner.run(cfg)
+    assert result.metrics["tiling"]["blocks_per_evaluation"] == [1, 4]
+    out = capsys.readouterr().out
+    if display == "lines":
+        lines = [line for line in out.splitlines() if line.startswith("step ")]
+        assert [line.endswith("  4 blocks") for line in lines] == [False, False, True, True, True], lines
+    else:
+        assert "blocks=4" in out and "blocks=1" not in out, out

@@ -267,9 +267,14 @@ def _finish(objective: Objective, terms: dict[str, torch.Tensor], image: torch.T
     return objective.combine(terms, image)
 
 
+def blocks_per_evaluation(tiling: Optional[Tiling], sizes: list[tuple[int, int]]) -> list[int]:
+    """VGG19 blocks an evaluation takes at each (h, w) scale; 1: the whole image at once."""
+    return [len((tiling.blocks(h, w) if tiling is not None else None) or [None]) for h, w in sizes]
+
+
 def record(tiling: Optional[Tiling], sizes: list[tuple[int, int]]) -> Optional[dict]:
     """What metrics.json says about tiling: blocks per evaluation at each scale (1: the whole image), block, margin."""
     if tiling is None:
         return None
-    return {"blocks_per_evaluation": [len(tiling.blocks(h, w) or [None]) for h, w in sizes],
+    return {"blocks_per_evaluation": blocks_per_evaluation(tiling, sizes),
             "block": tiling.block, "margin": tiling.margin, "exact": tiling.exact}

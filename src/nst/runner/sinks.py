@@ -14,6 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..files import save_png
+from ..model.tiling import blocks_per_evaluation
 from . import wandb
 from .telemetry import Sink
 
@@ -110,22 +111,31 @@ class SnapshotSink(Sink):
 
 
 
+def blocks_at(module) -> Callable[[int], int]:
+    """The blocks an evaluation takes at a step's scale (1: whole), for the progress display of a tiled run."""
+    blocks = blocks_per_evaluation(module.tiling, [module.size_hw(s) for s in range(len(module.schedule.sizes))])
+    return lambda step: blocks[module.schedule.scale_at(step)]
+
+
 def _mean_loss(parts: list[dict[str, float]], alive: list[bool]) -> float:
     losses = [p["loss"] for p, ok in zip(parts, alive) if ok]
     return sum(losses) / len(losses) if losses else float("nan")
 
 
 class ProgressBar(Sink):
-    """One bar over all steps on a terminal; the loss (the batch's mean) updates with each transfer."""
+    """One bar over all steps on a terminal; the loss (the batch's mean) updates with each transfer, and a tiled
+    scale shows its blocks per evaluation."""
 
     def __init__(self, label: str = "stylizing"):
         self.label = label
         self.bar = None
         self.done = 0
+        self.blocks: Callable[[int], int] = lambda step: 1
 
     def on_start(self, trainer, module) -> None:
         super().on_start(trainer, module)
         self.done = trainer.global_step
+        self.blocks = blocks_at(module)
         self.bar = tqdm(total=trainer.max_steps, initial=self.done, desc=self.label, dynamic_ncols=True,
                         file=sys.stdout, leave=True, unit="step")
 
@@ -136,7 +146,9 @@ class ProgressBar(Sink):
 
     def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False)
+            blocks = self.blocks(step)
+            self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False,
+                                 **({"blocks": blocks} if blocks > 1 else {}))
 
 
     def on_outcome(self, parts: Optional[list[dict[str, float]]]) -> None:
@@ -150,23 +162,27 @@ class ProgressBar(Sink):
 
 class ProgressLines(Sink):
     """Progress for logs and sweeps: `step 20/200  loss 1.234  5.1 s` every tenth of the run, where a redrawn
-    bar would pile up. A batch shows its mean loss; in a sweep each line is labelled."""
+    bar would pile up (`  12 blocks` after it at a tiled scale). A batch shows its mean loss; in a sweep each line
+    is labelled."""
 
     def __init__(self, shown: Callable[[int], bool], label: str = ""):
         self.shown = shown
         self.label = f"{label}: " if label else ""
         self.start = 0.0
         self.total = 0
+        self.blocks: Callable[[int], int] = lambda step: 1
 
     def on_start(self, trainer, module) -> None:
         super().on_start(trainer, module)
         self.start = time.time()
         self.total = trainer.max_steps
+        self.blocks = blocks_at(module)
 
     def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
         if self.shown(step):
+            blocks = self.blocks(step)
             print(f"{self.label}step {step + 1}/{self.total}  loss {_mean_loss(parts, self.alive):.4g}  "
-                  f"{time.time() - self.start:.1f} s", flush=True)
+                  f"{time.time() - self.start:.1f} s" + (f"  {blocks} blocks" if blocks > 1 else ""), flush=True)
 
 
 
