@@ -9,7 +9,7 @@ NPROC  ?= 2
 # The lowest versions pyproject.toml allows, for make test-min
 MIN_PINS := torch==2.5.0 torchvision==0.20.0 lightning==2.6.0 wandb==0.19.10 pillow==10.1.0 omegaconf==2.3.0
 
-.PHONY: help setup run test docs-check test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples video bench-video masks bench-tiling
+.PHONY: help setup run test docs-check test-min test-slow test-gpu bench bench-parts bench-counts bench-gpu bench-schedule clean sweep bench-sweep gallery grid examples video bench-video masks bench-tiling print
 
 # GPU machines lent for measurements have torch but no .venv: test-gpu and bench-gpu use the .venv when there is
 # one, else python3 with src/ on the path.
@@ -92,7 +92,10 @@ examples: $(STAMP)  ## the README's other pictures: showcase, 1024 px coarse-to-
 	cp outputs/color/final.png docs/images/color_luminance.png
 	cp outputs/color_none/final.png docs/images/color_none.png
 
-bench-video: $(STAMP)  ## one clip with temporal consistency and as the per-frame baseline: outputs/bench_video.{md,json,png}
+bench-print: $(STAMP)  ## the README's print-size picture: configs/print.yaml (2048 px, tiled; about 50 min on 2 CPU cores), docs/images/print.jpg
+	$(PY) -m nst.print_showcase $(ARGS)
+
+video: $(STAMP)  ## one clip with temporal consistency and as the per-frame baseline: outputs/bench_video.{md,json,png}
 	$(PY) -m nst.bench.video $(ARGS)
 
 masks: $(STAMP)  ## the README's masks picture: masks by colour threshold, configs/masks.yaml, docs/images/masks.jpg

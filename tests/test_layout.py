@@ -25,7 +25,7 @@ PACKAGE = "nst"
 AREAS = {"errors": 0, "files": 0, "images": 0, "paths": 0, "model": 1, "masks": 1,
          "schema": 2, "config": 2, "commandline": 2, "keys": 2, "helptext": 2,
          "runner": 3, "video": 4, "sweep": 5,
-         "bench": 6, "cli": 6, "api": 6, "masks_showcase": 6, "__init__": 6, "__main__": 6}
+         "bench": 6, "cli": 6, "api": 6, "masks_showcase": 6, "print_showcase": 6, "__init__": 6, "__main__": 6}
 SRC_LINES, TEST_LINES = 350, 400
 
 

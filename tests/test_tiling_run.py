@@ -118,3 +118,15 @@ def test_the_progress_display_says_the_blocks_of_a_tiled_scale(tmp_path, monkeyp
         assert [line.endswith("  4 blocks") for line in lines] == [False, False, True, True, True], lines
     else:
         assert "blocks=4" in out and "blocks=1" not in out, out
+
+
+def test_the_print_picture_holds_a_crop_at_100_percent_around_a_block_corner():
+    from PIL import Image
+    from nst.print_showcase import CROP, GAP, TICK, VIEW, compose, crop_box
+    final = Image.effect_noise((2048, 1536), 64).convert("RGB")
+    x0, y0, x1, y1 = crop_box(2048, 1536, 512)
+    assert (x1 - x0, y1 - y0) == (CROP, CROP) and (x0 + CROP // 2) % 512 == 0 and (y0 + CROP // 2) % 512 == 0
+    sheet = compose(final, 512)
+    assert sheet.height == VIEW + TICK
+    left = round(2048 * VIEW / 1536) + GAP
+    assert sheet.crop((left, TICK, left + CROP, TICK + CROP)).tobytes() == final.crop((x0, y0, x1, y1)).tobytes()
