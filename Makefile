@@ -92,14 +92,14 @@ examples: $(STAMP)  ## the README's other pictures: showcase, 1024 px coarse-to-
 	cp outputs/color/final.png docs/images/color_luminance.png
 	cp outputs/color_none/final.png docs/images/color_none.png
 
-bench-print: $(STAMP)  ## the README's print-size picture: configs/print.yaml (2048 px, tiled; about 50 min on 2 CPU cores), docs/images/print.jpg
-	$(PY) -m nst.print_showcase $(ARGS)
-
-video: $(STAMP)  ## one clip with temporal consistency and as the per-frame baseline: outputs/bench_video.{md,json,png}
+bench-video: $(STAMP)  ## one clip with temporal consistency and as the per-frame baseline: outputs/bench_video.{md,json,png}
 	$(PY) -m nst.bench.video $(ARGS)
 
 masks: $(STAMP)  ## the README's masks picture: masks by colour threshold, configs/masks.yaml, docs/images/masks.jpg
 	$(PY) -m nst.masks_showcase $(ARGS)
+
+print: $(STAMP)  ## the README's print-size picture: configs/print.yaml (2048 px, tiled; about 50 min on 2 CPU cores), docs/images/print.jpg
+	$(PY) -m nst.print_showcase $(ARGS)
 
 video: $(STAMP)  ## the README's clip: configs/video.yaml, then docs/video.mp4 (original | stylized) and docs/images/video.gif
 	$(PY) train.py --config configs/video.yaml $(ARGS)
