@@ -121,6 +121,25 @@ def test_sweep_batch_auto_picks_batches_the_runs_own_check_accepts(free_gib, siz
         check_memory(cfg, [SimpleNamespace(sizes=lambda: (hw,), settings=settings_of(cfg))] * n)  # TooLarge if refused
 
 
+def test_sweep_batch_auto_puts_several_tiled_pictures_in_a_batch_where_not_two_fit_whole():
+    """4096x3072 on 22 GiB free: not even one fits whole, so a batch used to be one picture; block by block
+    several do, and the runs' own check (which tiles them) accepts the batch. tiling.enabled=false: one again."""
+    from nst.runner.settings import settings_of
+    from nst.runner.tiles import check_memory
+    args = [f"data.content={CONTENT}", f"data.style={STYLE}", "data.size=4096", "trainer.accelerator=gpu",
+            "trainer.devices=[0]", "trainer.precision=auto", "sweep.batch=auto", "optim.history=5"]
+    hw = (3072, 4096)
+    with fake_gpu((9, 0), free=22 * GIB):
+        cfg = load_config(None, args)
+        batch_limit, work = _work(cfg, hw)
+        assert memory.pictures_that_fit(22 * GIB, hw[0] * hw[1], "bf16-mixed", 5) == 1
+        n = batch_limit(cfg, work, 0)
+        assert n >= 2
+        check_memory(cfg, [SimpleNamespace(sizes=lambda: (hw,), settings=settings_of(cfg))] * n)
+        untiled = load_config(None, [*args, "tiling.enabled=false"])
+        assert batch_limit(untiled, _work(untiled, hw)[1], 0) == 1
+
+
 def test_the_style_forward_is_a_peak_of_its_own_not_added_to_every_picture():
     pixels, style = 1024 * 768, 1024 * 1024
     one = memory.batch_bytes(1, pixels, style, "bf16-mixed", 20)

@@ -58,9 +58,13 @@ def pictures_that_fit(free_bytes: int, pixels: int, precision: str, history: int
     processes that use the same GPU; between 1 and `most`. The same estimate as a run's own check (batch_bytes; a
     style image's forward is a peak of its own, which no batch size changes), so a batch chosen here is never
     refused there with the same free memory."""
-    budget = int(0.8 * free_bytes / max(1, sharing))
-    n = (budget - FIXED_BYTES) // bytes_per_picture(pixels, precision, history)
+    n = (batch_budget(free_bytes, sharing) - FIXED_BYTES) // bytes_per_picture(pixels, precision, history)
     return max(1, min(most, n))
+
+
+def batch_budget(free_bytes: int, sharing: int = 1) -> int:
+    """What `sweep.batch=auto` may fill: 80% of the free memory, divided between the processes that share it."""
+    return int(0.8 * free_bytes / max(1, sharing))
 
 
 def host_memory_bytes(proc: str = "/proc", cgroups: str = "/sys/fs/cgroup") -> Optional[int]:

@@ -7,6 +7,7 @@ scale larger than one block; `false` never tiles.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from omegaconf import DictConfig, ListConfig
@@ -46,20 +47,35 @@ def needed_bytes(cfg: DictConfig, pictures: int, h: int, w: int, tiling: Optiona
     return memory.FIXED_BYTES + pictures * memory.tiled_bytes_per_picture(h * w, outer, precision, history)
 
 
-def choose(cfg: DictConfig, sizes: list[tuple[int, int]], pictures: int = 1) -> Optional[Tiling]:
-    """The Tiling of a batch of `pictures` with these (h, w) scales, or None: every evaluation whole."""
+def tiling_of(cfg: DictConfig) -> Optional[Tiling]:
+    """The blocks and margin a run of `cfg` tiles with where it tiles; None where it never does."""
     t = cfg.tiling
     if t.enabled is False or cfg.masks.content:  # guided Grams are not tiled (config.py refuses tiling=true there)
         return None
     content, style = layers_of(cfg)
     margin = auto_margin(content + style) if t.margin == "auto" else int(t.margin)
-    if t.enabled is True:
-        return Tiling(t.block, margin, t.exact)
+    return Tiling(t.block, margin, t.exact)
+
+
+def choose(cfg: DictConfig, sizes: list[tuple[int, int]], pictures: int = 1) -> Optional[Tiling]:
+    """The Tiling of a batch of `pictures` with these (h, w) scales, or None: every evaluation whole."""
+    tiling = tiling_of(cfg)
+    if tiling is None or cfg.tiling.enabled is True:
+        return tiling
     available = _settings(cfg)[2]
     if available is None:
         return None
     over = [h * w for h, w in sizes if needed_bytes(cfg, pictures, h, w) > available]
-    return Tiling(t.block, margin, t.exact, from_pixels=min(over)) if over else None
+    return replace(tiling, from_pixels=min(over)) if over else None
+
+
+def tiled_pictures_that_fit(cfg: DictConfig, h: int, w: int, budget: int, most: int) -> int:
+    """How many h x w pictures fit in `budget` bytes evaluated block by block, a block of each in one VGG call
+    (`sweep.batch=auto` where not even two fit whole); 0 where the run would not tile or not even one fits."""
+    tiling = tiling_of(cfg)
+    if tiling is None or not tiling.blocks(h, w):
+        return 0
+    return max((n for n in range(1, most + 1) if needed_bytes(cfg, n, h, w, tiling) <= budget), default=0)
 
 
 def describe(tiling: Optional[Tiling], sizes: list[tuple[int, int]]) -> Optional[str]:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import scale_sizes
 from ..errors import UserError, first_line
 from ..images import fit_size, oriented_size
-from ..runner import checkpoint, memory
+from ..runner import checkpoint, memory, tiles
 from ..runner.hardware import resolve_precision
 from . import claims
 from .claims import Heartbeat
@@ -154,10 +154,13 @@ def batch_limit(cfg: DictConfig, work: "Work", device: Optional[int], sharing: i
     if device is None:
         return 1
     pc = work.cfg
-    pixels = max(w * h for w, h in work.key.sizes)  # the same pixels as the run's own check (runner/run.py)
+    w, h = max(work.key.sizes, key=lambda s: s[0] * s[1])  # the same size as the run's own check (runner/tiles.py)
     free, _ = torch.cuda.mem_get_info(device)
-    return memory.pictures_that_fit(free, pixels, resolve_precision(str(pc.trainer.precision), "gpu"),
-                                    memory.history_units(pc.optim.name, pc.optim.history), sharing, MAX_AUTO_BATCH)
+    n = memory.pictures_that_fit(free, w * h, resolve_precision(str(pc.trainer.precision), "gpu"),
+                                 memory.history_units(pc.optim.name, pc.optim.history), sharing, MAX_AUTO_BATCH)
+    if n == 1:  # not two whole: block by block (tiling.enabled auto or true), blocks of several may share a VGG call
+        n = max(1, tiles.tiled_pictures_that_fit(pc, h, w, memory.batch_budget(free, sharing), MAX_AUTO_BATCH))
+    return n
 
 
 def group(todo: list[Work], limit) -> list[list[Work]]:
