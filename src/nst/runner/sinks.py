@@ -146,16 +146,21 @@ class ProgressBar(Sink):
 
     def on_numbers(self, step: int, parts: list[dict[str, float]]) -> None:
         if self.bar is not None:
-            blocks = self.blocks(step)
-            self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False,
-                                 **({"blocks": blocks} if blocks > 1 else {}))
+            self.show(parts, step)
 
+    def show(self, parts: list[dict[str, float]], step: int) -> None:
+        """The loss, and the blocks per evaluation at the step's scale where it is tiled (drawn at the next
+        refresh, which tqdm times itself)."""
+        blocks = self.blocks(step)
+        self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False,
+                             **({"blocks": blocks} if blocks > 1 else {}))
 
     def on_outcome(self, parts: Optional[list[dict[str, float]]]) -> None:
-        """The bar ends on the final loss, the number the run's last line and metrics.json give."""
+        """The bar ends on the final loss, the number the run's last line and metrics.json give (and the last
+        scale's blocks)."""
         if self.bar is not None:
             if parts is not None:
-                self.bar.set_postfix(loss=f"{_mean_loss(parts, self.alive):.4g}", refresh=False)
+                self.show(parts, max(self.done - 1, 0))
             self.bar.close()
             self.bar = None
 
