@@ -131,3 +131,12 @@ def test_the_print_picture_holds_a_crop_at_100_percent_around_a_block_corner():
     assert sheet.height == VIEW + TICK
     left = round(2048 * VIEW / 1536) + GAP
     assert sheet.crop((left, TICK, left + CROP, TICK + CROP)).tobytes() == final.crop((x0, y0, x1, y1)).tobytes()
+
+
+def test_the_print_picture_names_a_missing_or_untiled_run_in_one_line(tmp_path, capsys):
+    from nst.print_showcase import main
+    assert main(["--compose-only", f"output.dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}/metrics.json: no finished run there (make print runs one)\n"
+    (tmp_path / "metrics.json").write_text('{"loss": 1.0}')
+    assert main(["--compose-only", f"output.dir={tmp_path}"]) == 2
+    assert "the run was not tiled" in capsys.readouterr().err

@@ -5,6 +5,7 @@ boundaries (from the run's metrics.json), so a seam, if there were one, would be
 
     python -m nst.print_showcase [key=value ...]   # the keys go to train.py
     python -m nst.print_showcase --compose-only    # only the picture, from an earlier run's outputs/print
+                                                   # (or its output.dir=...)
 """
 
 from __future__ import annotations
@@ -55,16 +56,23 @@ def compose(final: Image.Image, block: int) -> Image.Image:
 
 
 def main(argv: list[str]) -> int:
-    if "--compose-only" not in argv:
+    compose_only = "--compose-only" in argv
+    argv = [a for a in argv if a != "--compose-only"]
+    out = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("output.dir=")), OUT)
+    if not compose_only:
         code = subprocess.call([sys.executable, "train.py", "--config", CONFIG, f"output.dir={OUT}", *argv])
         if code:
             return code
-    with open(os.path.join(OUT, "metrics.json")) as f:
-        metrics = json.load(f)
+    try:
+        with open(os.path.join(out, "metrics.json")) as f:
+            metrics = json.load(f)
+    except FileNotFoundError:
+        print(f"error: {out}/metrics.json: no finished run there (make print runs one)", file=sys.stderr)
+        return 2
     if not metrics.get("tiling"):
-        print(f"{OUT}/metrics.json: the run was not tiled; nothing to show", file=sys.stderr)
-        return 1
-    final = Image.open(os.path.join(OUT, "final.png")).convert("RGB")
+        print(f"error: {out}/metrics.json: the run was not tiled; nothing to show", file=sys.stderr)
+        return 2
+    final = Image.open(os.path.join(out, "final.png")).convert("RGB")
     compose(final, metrics["tiling"]["block"]).save(PICTURE, quality=92)
     print(f"wrote {PICTURE} ({final.width}x{final.height}, {metrics['tiling']['blocks_per_evaluation'][-1]} blocks "
           f"of {metrics['tiling']['block']} px, {metrics['total_seconds'] / 60:.0f} min)")
