@@ -75,7 +75,8 @@ def tiled_pictures_that_fit(cfg: DictConfig, h: int, w: int, budget: int, most: 
     tiling = tiling_of(cfg)
     if tiling is None or not tiling.blocks(h, w):
         return 0
-    return max((n for n in range(1, most + 1) if needed_bytes(cfg, n, h, w, tiling) <= budget), default=0)
+    each = needed_bytes(cfg, 1, h, w, tiling) - memory.FIXED_BYTES  # the tiled estimate grows by this per picture
+    return max(0, min(most, (budget - memory.FIXED_BYTES) // each))
 
 
 def describe(tiling: Optional[Tiling], sizes: list[tuple[int, int]]) -> Optional[str]:
